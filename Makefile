@@ -1,0 +1,44 @@
+# runtime-host: the way in. `make run FUNC=...` and `make test` are all a
+# fresh Debian machine needs (they set up the venv, the Docker engine and the
+# images on first use).
+VENV      ?= .venv
+RH        := $(VENV)/bin/runtime-host
+FUNC      ?= examples/hello-python
+FUNCTIONS ?= examples
+EVENT     ?= {}
+export EVENT EVENT_FILE
+
+.PHONY: help venv docker images run serve test clean
+
+help:
+	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
+	@echo "make serve [FUNCTIONS=examples]   serve every function folder on http://127.0.0.1:9000"
+	@echo "make test                         the whole suite, end to end on the real Docker engine"
+	@echo "make images                       build the runtime images (cached by content hash)"
+	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+docker:
+	@scripts/ensure-docker
+
+images: venv docker
+	$(RH) images build
+
+run: venv docker
+	@$(RH) run $(FUNC) $(if $(EVENT_FILE),--event-file "$$EVENT_FILE",--event "$$EVENT")
+
+serve: venv docker
+	$(RH) serve --functions $(FUNCTIONS)
+
+test: venv docker
+	$(RH) images build
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf .runtime-host .pytest_cache

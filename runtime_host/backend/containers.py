@@ -1,0 +1,263 @@
+"""Containers and networks through the Docker SDK: the only code that does.
+
+Owns: creating, starting, attaching to, killing and removing sandbox
+containers; the host's private bridge network; the stream of container exit
+events; finding what an earlier host left behind (by labels).
+Must not: know about invocations or pools. Everything here is blocking (the
+SDK is); `run` puts a call on this backend's own thread pool so the event
+loop never waits on Docker.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+import psutil
+
+log = logging.getLogger("runtime_host.backend")
+
+LABEL_PREFIX = "runtime-host."
+LABEL_HOST = LABEL_PREFIX + "host"                  # the host's id (one per host process)
+LABEL_HOST_PID = LABEL_PREFIX + "host-pid"
+LABEL_HOST_STARTED = LABEL_PREFIX + "host-started"  # the host process's create time: pid reuse guard
+LABEL_FUNCTION = LABEL_PREFIX + "function"
+LABEL_VERSION = LABEL_PREFIX + "version"
+LABEL_SANDBOX = LABEL_PREFIX + "sandbox"
+
+# Lambda's sandbox user (sbx_user1051); the images create it.
+SANDBOX_USER = "993:990"
+PIDS_LIMIT = 1024            # spec §4.2: processes/threads
+NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
+DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
+SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
+
+
+class BackendError(RuntimeError):
+    """Docker refused something; the message says what and what to do."""
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    id: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    command: list[str] | None          # None: the image's own CMD
+    env: dict[str, str]
+    labels: dict[str, str]
+    ip: str
+    memory_mb: int
+    tmp_mb: int
+    code_dir: Path | None              # mounted read-only at /var/task; None for image functions
+    name: str | None = None
+    entrypoint: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int
+    oom_killed: bool
+
+
+def host_labels(host_id: str) -> dict[str, str]:
+    me = psutil.Process()
+    return {LABEL_HOST: host_id, LABEL_HOST_PID: str(me.pid), LABEL_HOST_STARTED: f"{me.create_time():.3f}"}
+
+
+def _host_is_alive(labels: dict[str, str]) -> bool:
+    try:
+        proc = psutil.Process(int(labels.get(LABEL_HOST_PID, "0")))
+        return f"{proc.create_time():.3f}" == labels.get(LABEL_HOST_STARTED)
+    except (psutil.Error, ValueError):
+        return False
+
+
+class DockerBackend:
+    def __init__(self, host_id: str):
+        self.host_id = host_id
+        try:
+            self.client = docker.from_env(max_pool_size=DOCKER_THREADS)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"cannot reach the Docker engine ({exc}); run scripts/ensure-docker "
+                               "(or 'make docker') to start one") from None
+        self.api = self.client.api
+        self._pool = ThreadPoolExecutor(max_workers=DOCKER_THREADS, thread_name_prefix="docker")
+        self._events = None
+        self._events_thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    # --- network ------------------------------------------------------------
+    def create_network(self, labels: dict[str, str]) -> NetworkInfo:
+        """A bridge network of this host's own, with a subnet we choose so that
+        sandboxes get addresses we know before they start (the Runtime API
+        tells sandboxes apart by their address). Inter-container traffic off."""
+        taken = []
+        for net in self.api.networks():
+            for cfg in (net.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                    taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family == socket.AF_INET:
+                    taken.append(ipaddress.ip_network(f"{a.address}/32"))
+        name = f"runtime-host-{self.host_id[:12]}"
+        for candidate in SUBNET_CANDIDATES:
+            subnet = ipaddress.ip_network(candidate)
+            if any(subnet.overlaps(t) for t in taken):
+                continue
+            gateway = next(subnet.hosts())
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(gateway))])
+            try:
+                net = self.api.create_network(name, driver="bridge", ipam=ipam, labels=labels,
+                                              options={"com.docker.network.bridge.enable_icc": "false"})
+            except docker.errors.APIError as exc:
+                if "overlap" in str(exc).lower():
+                    continue
+                raise BackendError(f"cannot create network {name}: {exc}") from None
+            return NetworkInfo(name=name, id=net["Id"], subnet=subnet, gateway=gateway)
+        raise BackendError("no free /20 subnet in 172.28-30.x.x for the sandbox network; remove unused "
+                           "Docker networks ('docker network prune')")
+
+    def remove_network(self, network: NetworkInfo) -> None:
+        try:
+            self.api.remove_network(network.id)
+        except docker.errors.NotFound:
+            pass
+
+    # --- containers ---------------------------------------------------------
+    def create_container(self, spec: ContainerSpec, network: NetworkInfo) -> str:
+        mounts = []
+        if spec.code_dir is not None:
+            mounts.append(docker.types.Mount("/var/task", str(spec.code_dir), type="bind", read_only=True))
+        host_config = self.api.create_host_config(
+            mem_limit=spec.memory_mb * 1024 * 1024,
+            memswap_limit=spec.memory_mb * 1024 * 1024,       # equal to mem_limit: no swap
+            read_only=True,
+            tmpfs={"/tmp": f"size={spec.tmp_mb}m,mode=1777,exec"},
+            mounts=mounts,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=PIDS_LIMIT,
+            ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
+            network_mode=network.name,
+        )
+        networking = self.api.create_networking_config(
+            {network.name: self.api.create_endpoint_config(ipv4_address=spec.ip)})
+        try:
+            created = self.api.create_container(
+                image=spec.image, command=spec.command, entrypoint=spec.entrypoint, environment=spec.env,
+                labels=spec.labels, user=SANDBOX_USER, working_dir="/var/task", host_config=host_config,
+                networking_config=networking, name=spec.name, stdin_open=False, tty=False)
+        except docker.errors.ImageNotFound:
+            raise BackendError(f"image {spec.image!r} not found; build it ('runtime-host images build') "
+                               "or, for runtime = \"image\", build or load your image first") from None
+        except docker.errors.APIError as exc:
+            raise BackendError(f"cannot create a container from {spec.image!r}: {exc.explanation or exc}") from None
+        return created["Id"]
+
+    def attach_output(self, container_id: str) -> socket.socket:
+        """A raw socket carrying the container's stdout and stderr (Docker's
+        multiplexed frames). Attached before start so no output is missed."""
+        sock = self.api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        raw.setblocking(False)
+        return raw
+
+    def start(self, container_id: str) -> int:
+        """Starts the container; returns its init process's pid on the host."""
+        self.api.start(container_id)
+        return int(self.api.inspect_container(container_id)["State"]["Pid"])
+
+    def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
+        try:
+            self.api.kill(container_id, signal=signal)
+        except docker.errors.APIError:
+            pass   # already stopped or gone: what we wanted
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    def exit_info(self, container_id: str) -> ExitInfo | None:
+        try:
+            state = self.api.inspect_container(container_id)["State"]
+        except docker.errors.NotFound:
+            return None
+        return ExitInfo(exit_code=int(state.get("ExitCode", -1)), oom_killed=bool(state.get("OOMKilled")))
+
+    def our_containers(self) -> list[dict]:
+        return self.api.containers(all=True, filters={"label": f"{LABEL_HOST}={self.host_id}"})
+
+    # --- exits --------------------------------------------------------------
+    def watch_exits(self, loop: asyncio.AbstractEventLoop,
+                    on_exit: Callable[[str, int, bool], None]) -> None:
+        """Calls on_exit(container_id, exit_code, oom) on the loop when one of
+        this host's containers dies. One thread for all containers, fed by the
+        Engine's event stream, so an exit is seen within milliseconds."""
+        self._events = self.api.events(decode=True, filters={
+            "type": "container", "event": ["die", "oom"], "label": f"{LABEL_HOST}={self.host_id}"})
+        events = self._events
+        oom: set[str] = set()
+
+        def pump() -> None:
+            try:
+                for ev in events:
+                    cid = ev.get("id") or ev.get("Actor", {}).get("ID", "")
+                    if ev.get("status") == "oom" or ev.get("Action") == "oom":
+                        oom.add(cid)
+                        continue
+                    code = int(ev.get("Actor", {}).get("Attributes", {}).get("exitCode", -1))
+                    loop.call_soon_threadsafe(on_exit, cid, code, cid in oom)
+                    oom.discard(cid)
+            except Exception as exc:          # the stream ends when close() is called
+                if not loop.is_closed():
+                    log.debug("docker event stream ended: %s", exc)
+
+        self._events_thread = threading.Thread(target=pump, name="docker-events", daemon=True)
+        self._events_thread.start()
+
+    # --- leftovers ----------------------------------------------------------
+    def remove_orphans(self) -> int:
+        """Removes containers and networks of hosts that are no longer running
+        (a host killed with -9 cannot clean up after itself)."""
+        removed = 0
+        for c in self.api.containers(all=True, filters={"label": LABEL_HOST}):
+            if not _host_is_alive(c.get("Labels") or {}):
+                self.remove(c["Id"])
+                removed += 1
+        for net in self.api.networks(filters={"label": LABEL_HOST}):
+            if not _host_is_alive(net.get("Labels") or {}):
+                try:
+                    self.api.remove_network(net["Id"])
+                except docker.errors.APIError as exc:
+                    log.warning("could not remove leftover network %s: %s", net.get("Name"), exc)
+        return removed

@@ -1,0 +1,67 @@
+"""A container's cgroups, read and written through /sys/fs/cgroup: the only
+code that does.
+
+Owns: finding a container's cgroup directories from its init pid
+(/proc/PID/cgroup, v1 or v2), and reading its memory peak and CPU time.
+(Freezing comes with the lifecycle work and lives here too.)
+Must not: call Docker. Reads are small sysfs files: fast enough to do on the
+event loop, which is why they are plain functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class ContainerCgroups:
+    memory: Path | None      # v1 memory controller dir, or the v2 unified dir
+    cpuacct: Path | None
+    freezer: Path | None
+    v2: bool
+
+    @classmethod
+    def of_pid(cls, pid: int) -> "ContainerCgroups":
+        """Where pid's cgroups are. Raises OSError if the process is gone."""
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        v1: dict[str, str] = {}
+        unified = None
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                unified = path
+            for c in controllers.split(","):
+                v1[c] = path
+        if "memory" in v1:
+            def d(ctrl: str) -> Path | None:
+                p = CGROUP_ROOT / ctrl / v1[ctrl].lstrip("/") if ctrl in v1 else None
+                return p if p is not None and p.is_dir() else None
+            return cls(memory=d("memory"), cpuacct=d("cpuacct") or d("cpu,cpuacct"), freezer=d("freezer"), v2=False)
+        path = CGROUP_ROOT / (unified or "/").lstrip("/")
+        return cls(memory=path, cpuacct=path, freezer=path, v2=True)
+
+    def memory_peak_bytes(self) -> int | None:
+        if self.memory is None:
+            return None
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self.memory / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def memory_now_bytes(self) -> int | None:
+        if self.memory is None:
+            return None
+        name = "memory.current" if self.v2 else "memory.usage_in_bytes"
+        try:
+            return int((self.memory / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def bytes_to_mb_rounded_up(n: int) -> int:
+    """Lambda prints whole MB; a partly used MB counts as used."""
+    return math.ceil(n / (1024 * 1024))

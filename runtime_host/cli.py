@@ -1,0 +1,227 @@
+"""The `runtime-host` command: serve, run, invoke, images.
+
+Owns: arguments, what is printed, exit statuses. Each subcommand is a thin
+shell around Host / InvokeApi / images; no logic lives here that a test of
+those would miss.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import ConfigError, load_function, load_functions
+from .protocol import DEFAULT_INVOKE_API_PORT
+
+EXIT_OK, EXIT_FUNCTION_ERROR, EXIT_USAGE, EXIT_HOST = 0, 1, 2, 3
+
+
+def _progress(line: str) -> None:
+    print(f"images: {line}", file=sys.stderr, flush=True)
+
+
+def _read_event(args: argparse.Namespace) -> bytes:
+    if args.event_file:
+        try:
+            return Path(args.event_file).read_bytes()
+        except OSError as exc:
+            raise SystemExit(f"runtime-host: cannot read --event-file {args.event_file}: {exc.strerror}")
+    return (args.event or "{}").encode()
+
+
+# --- serve -------------------------------------------------------------------
+async def _serve(args: argparse.Namespace) -> int:
+    from .host import Host, HostError
+    from .invoke_api import InvokeApi
+
+    try:
+        functions, errors = load_functions(args.functions)
+    except ConfigError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in errors:
+        print(f"runtime-host: not serving: {err}", file=sys.stderr)
+    if not functions:
+        print(f"runtime-host: no function to serve under {args.functions}", file=sys.stderr)
+        return EXIT_USAGE
+    host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress)
+    try:
+        await host.start()
+    except HostError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        await host.stop()
+        return EXIT_HOST
+    runner = web.AppRunner(InvokeApi(host).app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+    except OSError as exc:
+        print(f"runtime-host: cannot listen on {args.host}:{args.port}: {exc.strerror}; "
+              "pick another with --port", file=sys.stderr)
+        await runner.cleanup()
+        await host.stop()
+        return EXIT_HOST
+    endpoint = f"http://{args.host}:{args.port}"
+    print(f"runtime-host: serving {len(functions)} function(s) at {endpoint} "
+          f"(Runtime API for sandboxes at {host.network.gateway}:9001)", file=sys.stderr)
+    for fn in functions.values():
+        print(f"  {fn.name:<24} {fn.runtime:<12} {fn.handler:<20} {fn.memory_mb} MB, {fn.timeout_s} s", file=sys.stderr)
+    print(f"try: aws lambda invoke --endpoint-url {endpoint} --function-name {next(iter(functions))} out.json",
+          file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("runtime-host: stopping; removing sandboxes ...", file=sys.stderr, flush=True)
+    await runner.cleanup()
+    await host.stop()
+    return EXIT_OK
+
+
+# --- run -----------------------------------------------------------------------
+async def _run(args: argparse.Namespace) -> int:
+    from .host import Host, HostError
+
+    try:
+        fn = load_function(args.function)
+    except ConfigError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    payload = _read_event(args)
+    try:
+        json.loads(payload or b"{}")
+    except ValueError as exc:
+        print(f"runtime-host: the event is not JSON ({exc}); pass e.g. EVENT='{{\"k\": \"v\"}}'", file=sys.stderr)
+        return EXIT_USAGE
+    host = Host({fn.name: fn}, state_dir=Path(args.state_dir), region=args.region, echo_logs=False,
+                image_progress=_progress)
+    try:
+        await host.start()
+        inv, outcome = await host.invoke(fn, payload or b"{}")
+        await asyncio.wait_for(asyncio.shield(inv.reported), timeout=5)
+    except HostError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_HOST
+    finally:
+        await host.stop()
+    print("--- log ---")
+    sys.stdout.write(inv.log.decode("utf-8", "replace"))
+    label = f"function error ({outcome.error_type})" if outcome.is_error else "response"
+    print(f"--- {label} ---")
+    print(outcome.body.decode("utf-8", "replace"))
+    return EXIT_FUNCTION_ERROR if outcome.is_error else EXIT_OK
+
+
+# --- invoke ---------------------------------------------------------------------
+async def _invoke(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = f"{args.endpoint_url.rstrip('/')}/2015-03-31/functions/{args.function_name}/invocations"
+    headers = {"X-Amz-Invocation-Type": args.invocation_type, "X-Amz-Log-Type": "Tail"}
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.post(url, data=_read_event(args), headers=headers) as resp:
+                body = await resp.read()
+                if "X-Amz-Log-Result" in resp.headers:
+                    sys.stderr.write(base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode("utf-8", "replace"))
+                print(body.decode("utf-8", "replace"))
+                if resp.status >= 300:
+                    print(f"runtime-host: HTTP {resp.status} {resp.headers.get('x-amzn-ErrorType', '')}", file=sys.stderr)
+                    return EXIT_HOST
+                return EXIT_FUNCTION_ERROR if "X-Amz-Function-Error" in resp.headers else EXIT_OK
+        except aiohttp.ClientConnectionError as exc:
+            print(f"runtime-host: no host answers at {args.endpoint_url} ({exc}); start one with "
+                  "'runtime-host serve --functions DIR'", file=sys.stderr)
+            return EXIT_HOST
+
+
+# --- images -----------------------------------------------------------------------
+def _images(args: argparse.Namespace) -> int:
+    from . import images
+
+    try:
+        runtimes = args.runtime or list(images.RUNTIMES)
+        for runtime in runtimes:
+            tag = images.ensure_image(runtime, _progress)
+            print(f"{runtime}: {tag}")
+    except ValueError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except images.ImageBuildError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_HOST
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runtime-host",
+        description="A local host for Lambda-style functions: the AWS Lambda Runtime API and Invoke API "
+                    "over real Docker sandboxes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=".runtime-host", help="where logs are kept (default: .runtime-host)")
+        p.add_argument("--region", default="us-east-1", help="the AWS_REGION sandboxes see (default: us-east-1)")
+
+    def event(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--event", help="the event, as JSON text (default: {})")
+        p.add_argument("--event-file", help="read the event from this file instead")
+
+    p = sub.add_parser("serve", help="serve every function folder under a folder until interrupted",
+                       description="Serve the Invoke API (for the AWS CLI, boto3, curl) for every function folder "
+                                   "under --functions, until Ctrl-C or SIGTERM; then remove every sandbox.")
+    p.add_argument("--functions", required=True, help="a folder of function folders (or one function folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address of the Invoke API (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
+    common(p)
+    p.set_defaults(handler=lambda a: asyncio.run(_serve(a)))
+
+    p = sub.add_parser("run", help="run one function once and print its response, log and REPORT",
+                       description="Start a host for one function folder, invoke it once with the event, print "
+                                   "the log (START, output, END, REPORT) and the response, and remove the sandbox. "
+                                   "Exit status 1 when the function failed.")
+    p.add_argument("function", help="the function folder (holding function.toml)")
+    event(p)
+    common(p)
+    p.set_defaults(handler=lambda a: asyncio.run(_run(a)))
+
+    p = sub.add_parser("invoke", help="invoke a function on a running host (like 'aws lambda invoke')",
+                       description="Invoke a function of a running 'runtime-host serve' and print the response; "
+                                   "the log tail goes to stderr.")
+    p.add_argument("function_name")
+    p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}")
+    p.add_argument("--invocation-type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"])
+    event(p)
+    p.set_defaults(handler=lambda a: asyncio.run(_invoke(a)))
+
+    p = sub.add_parser("images", help="build the runtime images (from Debian packages, no registry)",
+                       description="Build the base image and the per-runtime images from Debian packages. "
+                                   "Images whose inputs did not change are not rebuilt.")
+    isub = p.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    b = isub.add_parser("build", help="build images that are missing or out of date",
+                        description="Build the images for the given runtimes (default: all).")
+    b.add_argument("runtime", nargs="*", help="python3.11, nodejs18.x or provided (default: all)")
+    b.set_defaults(handler=_images)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="runtime-host: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""A function's definition, read from a function folder's `function.toml`.
+
+Owns: parsing and validating function.toml, and the defaults an absent field
+takes. A bad value is refused here with an error naming the file, the field,
+the value and what is allowed, so nothing downstream has to re-check it.
+Must not: touch Docker, images or the network.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .protocol import ACCOUNT_ID
+
+CONFIG_FILE = "function.toml"
+
+# runtime -> (canonical Lambda identifier, image name). "image" has no image of ours.
+RUNTIMES = {
+    "python3.11": "python3.11",
+    "nodejs18.x": "nodejs18.x",
+    "provided": "provided.al2023",
+    "provided.al2023": "provided.al2023",
+    "image": "image",
+}
+IMAGE_OF_RUNTIME = {"python3.11": "python3.11", "nodejs18.x": "nodejs18.x",
+                    "provided": "provided", "provided.al2023": "provided"}
+
+MEMORY_MB_RANGE = (128, 10240)
+TIMEOUT_S_RANGE = (1, 900)
+EPHEMERAL_STORAGE_MB_RANGE = (512, 10240)
+# Lambda's default is the account's unreserved pool (1,000); a 2-core laptop
+# cannot hold that many containers, so a function gets 10 unless it says.
+DEFAULT_RESERVED_CONCURRENCY = 10
+MAX_RESERVED_CONCURRENCY = 1000
+MAX_ENVIRONMENT_BYTES = 4096          # spec §4.1: 4 KB for all customer variables
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# spec §4.1: variables the platform sets; a function may not override them.
+RESERVED_ENV = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+
+KNOWN_FIELDS = frozenset({
+    "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
+    "image", "environment", "ephemeral_storage_mb", "description",
+})
+
+
+class ConfigError(ValueError):
+    """A function folder that cannot be served; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    runtime: str                 # as written (alias kept for display); see lambda_runtime
+    handler: str
+    code_dir: Path
+    memory_mb: int = 128
+    timeout_s: int = 3
+    reserved_concurrency: int = DEFAULT_RESERVED_CONCURRENCY
+    image: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+    ephemeral_storage_mb: int = 512
+    description: str = ""
+
+    @property
+    def lambda_runtime(self) -> str:
+        """The runtime identifier Lambda would report (provided -> provided.al2023)."""
+        return RUNTIMES[self.runtime]
+
+    @property
+    def is_image(self) -> bool:
+        return self.runtime == "image"
+
+    @property
+    def is_custom_runtime(self) -> bool:
+        return self.runtime in ("provided", "provided.al2023")
+
+    def arn(self, region: str, qualifier: str | None = None) -> str:
+        arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
+        return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def _refuse(path: Path, field_name: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{path}: field '{field_name}' = {value!r} is not allowed; {allowed}")
+
+
+def _int_in_range(path: Path, raw: dict, name: str, default: int, lo: int, hi: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _refuse(path, name, value, f"expected a whole number from {lo} to {hi}")
+    return value
+
+
+def load_function(folder: str | os.PathLike) -> FunctionConfig:
+    """Read and validate one function folder; raises ConfigError on anything wrong."""
+    folder = Path(folder).resolve()
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder; a function is a folder holding {CONFIG_FILE} and its code")
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; every function folder needs a {CONFIG_FILE} (see examples/hello-python)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    unknown = sorted(set(raw) - KNOWN_FIELDS)
+    if unknown:
+        raise _refuse(path, unknown[0], raw[unknown[0]], f"known fields are {', '.join(sorted(KNOWN_FIELDS))}")
+
+    name = raw.get("name", folder.name)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise _refuse(path, "name", name, "expected 1 to 64 letters, digits, '-' or '_'")
+
+    runtime = raw.get("runtime")
+    if runtime not in RUNTIMES:
+        raise _refuse(path, "runtime", runtime, f"expected one of {', '.join(RUNTIMES)}")
+
+    handler = raw.get("handler", "")
+    if not isinstance(handler, str):
+        raise _refuse(path, "handler", handler, "expected a string such as 'app.handler'")
+    if runtime in ("python3.11", "nodejs18.x") and "." not in handler:
+        raise _refuse(path, "handler", handler, "expected 'file.function' (e.g. 'app.handler') for this runtime")
+
+    image = raw.get("image", "")
+    if not isinstance(image, str):
+        raise _refuse(path, "image", image, "expected the name of a local image, e.g. 'my-fn:latest'")
+    if runtime == "image" and not image:
+        raise _refuse(path, "image", image, "runtime = \"image\" needs image = \"<local image with its own runtime client>\"")
+    if runtime != "image" and image:
+        raise _refuse(path, "image", image, "only runtime = \"image\" takes an image; remove the field or change the runtime")
+
+    memory_mb = _int_in_range(path, raw, "memory_mb", 128, *MEMORY_MB_RANGE)
+    timeout_s = _int_in_range(path, raw, "timeout_s", 3, *TIMEOUT_S_RANGE)
+    reserved = _int_in_range(path, raw, "reserved_concurrency", DEFAULT_RESERVED_CONCURRENCY, 0, MAX_RESERVED_CONCURRENCY)
+    storage_mb = _int_in_range(path, raw, "ephemeral_storage_mb", 512, *EPHEMERAL_STORAGE_MB_RANGE)
+
+    environment = raw.get("environment", {})
+    if not isinstance(environment, dict):
+        raise _refuse(path, "environment", environment, "expected a table: [environment] then KEY = \"value\" lines")
+    env: dict[str, str] = {}
+    for key, value in environment.items():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key):
+            raise _refuse(path, f"environment.{key}", value, "variable names start with a letter and hold letters, digits and '_'")
+        if key in RESERVED_ENV:
+            raise _refuse(path, f"environment.{key}", value, "this variable is reserved by Lambda and set by the host")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise _refuse(path, f"environment.{key}", value, "expected a string (or a number)")
+        env[key] = str(value)
+    if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENVIRONMENT_BYTES:
+        raise _refuse(path, "environment", "...", f"all variables together must fit in {MAX_ENVIRONMENT_BYTES} bytes")
+
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _refuse(path, "description", description, "expected a string")
+
+    if runtime in ("provided", "provided.al2023"):
+        bootstrap = folder / "bootstrap"
+        if not bootstrap.is_file():
+            raise ConfigError(f"{folder}: runtime '{runtime}' needs an executable file named 'bootstrap' in the folder "
+                              "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+        if not os.access(bootstrap, os.X_OK):
+            raise ConfigError(f"{bootstrap}: not executable; run 'chmod +x {bootstrap}' "
+                              "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+
+    return FunctionConfig(
+        name=name, runtime=runtime, handler=handler, code_dir=folder, memory_mb=memory_mb,
+        timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
+        ephemeral_storage_mb=storage_mb, description=description,
+    )
+
+
+def load_functions(root: str | os.PathLike) -> tuple[dict[str, FunctionConfig], list[ConfigError]]:
+    """Every function folder directly under root (or root itself if it is one).
+
+    One bad folder does not stop the others: its error is returned beside the
+    good ones, for the caller to report.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such folder; --functions takes a folder of function folders")
+    folders = [root] if (root / CONFIG_FILE).is_file() else sorted(
+        p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
+    functions: dict[str, FunctionConfig] = {}
+    errors: list[ConfigError] = []
+    for folder in folders:
+        try:
+            fn = load_function(folder)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        if fn.name in functions:
+            errors.append(ConfigError(f"{folder / CONFIG_FILE}: field 'name' = {fn.name!r} is already used by "
+                                      f"{functions[fn.name].code_dir}; names must be unique"))
+            continue
+        functions[fn.name] = fn
+    return functions, errors

@@ -1,0 +1,187 @@
+"""The host: one event loop, the functions it serves, and their sandboxes.
+
+Owns: start-up (Docker reachable, leftovers of dead hosts removed, images
+present, the private network, the Runtime API listening on the network's
+gateway) and shutdown (every container and the network removed); the
+address book of sandboxes (by address and by container id); the environment
+every sandbox gets (spec §4.1).
+Must not: hold invocation or sandbox state (pools and sandboxes do).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+
+from . import images
+from .backend.containers import BackendError, DockerBackend, NetworkInfo, host_labels
+from .config import IMAGE_OF_RUNTIME, FunctionConfig
+from .invocation import Invocation, Outcome
+from .logs import LogSink
+from .pool import FunctionPool
+from .protocol import LATEST, RUNTIME_API_PORT
+from .runtime_api import RuntimeApi
+from .sandbox import Sandbox
+
+log = logging.getLogger("runtime_host.host")
+
+DEFAULT_REGION = "us-east-1"
+SHUTDOWN_GRACE_S = 5.0
+
+
+class HostError(RuntimeError):
+    """The host cannot start; the message says what to do."""
+
+
+class Host:
+    def __init__(self, functions: dict[str, FunctionConfig], *, state_dir: Path = Path(".runtime-host"),
+                 region: str = DEFAULT_REGION, echo_logs: bool = True, image_progress=None):
+        self.functions = dict(functions)
+        self.state_dir = Path(state_dir)
+        self.region = region
+        self.id = uuid.uuid4().hex
+        self.labels = host_labels(self.id)
+        self.sink = LogSink(self.state_dir / "logs", echo=None if not echo_logs else __import__("sys").stderr)
+        self.image_progress = image_progress
+        self.pools: dict[str, FunctionPool] = {}
+        self.backend: DockerBackend | None = None
+        self.network: NetworkInfo | None = None
+        self._images: dict[str, str] = {}
+        self._by_ip: dict[str, Sandbox] = {}
+        self._by_container: dict[str, Sandbox] = {}
+        self._free_ips: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.started_at = time.time()
+
+    # --- lifecycle ----------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.backend = await loop.run_in_executor(None, DockerBackend, self.id)
+        except BackendError as exc:
+            raise HostError(str(exc)) from None
+        removed = await self.backend.run(self.backend.remove_orphans)
+        if removed:
+            log.warning("removed %d container(s) left by a host that is no longer running", removed)
+        await self._ensure_images()
+        self.network = await self.backend.run(self.backend.create_network, self.labels)
+        hosts = self.network.subnet.hosts()
+        next(hosts)                                    # the gateway: the host itself
+        self._free_ips = [str(ip) for ip in hosts][::-1]
+        self.backend.watch_exits(loop, self._on_container_exit)
+        self._runner = web.AppRunner(RuntimeApi(self).app(), access_log=None,
+                                     keepalive_timeout=24 * 3600, handle_signals=False)
+        await self._runner.setup()
+        # The gateway address exists only on the host side of our private network:
+        # sandboxes reach the Runtime API, nothing outside the host does.
+        await web.TCPSite(self._runner, str(self.network.gateway), RUNTIME_API_PORT).start()
+        self.pools = {name: FunctionPool(self, fn) for name, fn in self.functions.items()}
+
+    async def _ensure_images(self) -> None:
+        needed = sorted({IMAGE_OF_RUNTIME[fn.runtime] for fn in self.functions.values() if not fn.is_image})
+        loop = asyncio.get_running_loop()
+        for runtime in needed:
+            try:
+                self._images[runtime] = await loop.run_in_executor(
+                    None, images.ensure_image, runtime, self.image_progress)
+            except images.ImageBuildError as exc:
+                raise HostError(str(exc)) from None
+
+    async def stop(self) -> None:
+        """Removes every container and the network; in-flight invocations end
+        with an error (the sandbox is gone)."""
+        for pool in self.pools.values():
+            await pool.shutdown()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_GRACE_S)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.backend is not None:
+            leftovers = await self.backend.run(self.backend.our_containers)
+            for c in leftovers:
+                await self.backend.run(self.backend.remove, c["Id"])
+            if self.network is not None:
+                await self.backend.run(self.backend.remove_network, self.network)
+            self.backend.close()
+        self.sink.close()
+
+    def track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- invoking -----------------------------------------------------------
+    def resolve(self, name: str) -> FunctionConfig | None:
+        return self.functions.get(name)
+
+    async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
+                     client_context: str | None = None, trace_id: str | None = None) -> tuple[Invocation, Outcome]:
+        inv = Invocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
+                         invoked_arn=fn.arn(self.region, qualifier), client_context=client_context)
+        if trace_id:
+            inv.trace_id = trace_id
+        outcome = await self.pools[fn.name].invoke(inv)
+        return inv, outcome
+
+    # --- sandboxes' address book ---------------------------------------------
+    def allocate_ip(self) -> str:
+        if not self._free_ips:
+            raise BackendError("the sandbox network has no free address left")
+        return self._free_ips.pop()
+
+    def register(self, sandbox: Sandbox) -> None:
+        self._by_ip[sandbox.ip] = sandbox
+        self._by_container[sandbox.container_id] = sandbox
+
+    def unregister(self, sandbox: Sandbox) -> None:
+        if self._by_ip.pop(sandbox.ip, None) is not None or sandbox.container_id is None:
+            self._free_ips.insert(0, sandbox.ip)     # reuse addresses last: late packets hit nobody
+        if sandbox.container_id:
+            self._by_container.pop(sandbox.container_id, None)
+
+    def sandbox_at(self, ip: str) -> Sandbox | None:
+        return self._by_ip.get(ip)
+
+    def sandboxes(self) -> list[Sandbox]:
+        return [s for pool in self.pools.values() for s in pool.sandboxes.values()]
+
+    def _on_container_exit(self, container_id: str, exit_code: int, oom: bool) -> None:
+        sandbox = self._by_container.get(container_id)
+        if sandbox is not None:
+            sandbox.on_exit(exit_code, oom)
+
+    # --- what a sandbox is given --------------------------------------------
+    def image_for(self, fn: FunctionConfig) -> str:
+        return self._images[IMAGE_OF_RUNTIME[fn.runtime]]
+
+    def sandbox_env(self, fn: FunctionConfig) -> dict[str, str]:
+        """spec §4.1, with the function's own variables (validated in config)."""
+        stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{LATEST}]{uuid.uuid4().hex}"
+        env = {
+            "AWS_LAMBDA_RUNTIME_API": f"{self.network.gateway}:{RUNTIME_API_PORT}",
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "TZ": ":UTC",
+            "LANG": "C.UTF-8",        # Lambda says en_US.UTF-8; Debian's minimal base has only C.UTF-8
+            "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+            "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        }
+        if fn.handler:
+            env["_HANDLER"] = fn.handler
+        if not fn.is_custom_runtime and not fn.is_image:
+            env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{fn.lambda_runtime}"
+        env.update(fn.environment)
+        return env

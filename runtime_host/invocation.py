@@ -1,0 +1,132 @@
+"""One invocation: its event, its clock, its outcome, its log.
+
+Owns: what the caller and the runtime exchange for one request id, and the
+timestamps billing needs. The state lives in `life` (see states.py); the
+futures tell the waiting caller when its answer (`outcome`) and the end of
+the invocation (`finished`) are there.
+Must not: choose sandboxes or talk to Docker.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .states import InvocationEvent, InvocationLife, InvocationState
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the caller gets back. `error_type` is set for every failure."""
+    body: bytes
+    content_type: str = "application/json"
+    error_type: str | None = None      # None = success
+    status: str = "success"            # success | error | timeout | failure (telemetry §5.4)
+    platform: bool = False             # built by the host (timeout, crash), not posted by the runtime
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_type is not None
+
+
+def platform_error(request_id: str | None, error_type: str, detail: str, status: str = "error") -> Outcome:
+    """An error the platform builds itself (spec §3.4: RequestId prefix, `Error:` detail)."""
+    prefix = f"RequestId: {request_id} Error: " if request_id else "Error: "
+    body = json.dumps({"errorType": error_type, "errorMessage": prefix + detail}).encode()
+    return Outcome(body=body, error_type=error_type, status=status, platform=True)
+
+
+def new_trace_id() -> str:
+    """An X-Ray trace header as Lambda hands one to every invocation (Sampled=0: no tracing here)."""
+    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+@dataclass(eq=False)
+class Invocation:
+    function_name: str
+    payload: bytes
+    invoked_arn: str
+    timeout_s: int
+    trace_id: str = field(default_factory=new_trace_id)
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    received_at: float = field(default_factory=time.monotonic)
+    received_epoch_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    life: InvocationLife = field(default_factory=InvocationLife)
+    # Filled in as the invocation moves on (monotonic seconds).
+    delivered_at: float | None = None
+    responded_at: float | None = None
+    ended_at: float | None = None
+    init_duration_ms: float | None = None     # set on a cold start
+    sandbox_id: str | None = None
+    failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
+    log: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.outcome: asyncio.Future[Outcome] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.reported: asyncio.Future[None] = loop.create_future()   # END and REPORT written
+        self.report: str | None = None
+
+    @property
+    def state(self) -> InvocationState:
+        return self.life.state
+
+    @property
+    def deadline_ms(self) -> int:
+        """Epoch ms, as the Lambda-Runtime-Deadline-Ms header wants it: receive time + timeout."""
+        return self.received_epoch_ms + self.timeout_s * 1000
+
+    @property
+    def deadline_monotonic(self) -> float:
+        return self.received_at + self.timeout_s
+
+    @property
+    def duration_ms(self) -> float:
+        """From handing the event to the runtime to receiving its result (or failing)."""
+        if self.delivered_at is None:
+            return 0.0
+        end = self.responded_at or self.ended_at or time.monotonic()
+        return max(0.0, (end - self.delivered_at) * 1000)
+
+    # --- moves; each goes through the table in states.py ---------------------
+    def deliver(self) -> None:
+        if self.life.state is InvocationState.RUNNING:
+            self.life.apply(InvocationEvent.REDELIVER)
+            return
+        self.life.apply(InvocationEvent.DELIVER)
+        self.delivered_at = time.monotonic()
+
+    def respond(self, outcome: Outcome) -> None:
+        self.life.apply(InvocationEvent.RESULT)
+        self.responded_at = time.monotonic()
+        if not self.outcome.done():
+            self.outcome.set_result(outcome)
+
+    def runtime_next(self) -> None:
+        self.life.apply(InvocationEvent.RUNTIME_NEXT)
+        self._end()
+
+    def fail(self, outcome: Outcome) -> bool:
+        """Ends the invocation with a platform error; False if it had already ended."""
+        if not self.life.can(InvocationEvent.FAIL):
+            return False
+        self.life.apply(InvocationEvent.FAIL)
+        self.failure = outcome
+        if not self.outcome.done():
+            self.outcome.set_result(outcome)
+        self._end()
+        return True
+
+    def _end(self) -> None:
+        self.ended_at = time.monotonic()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def append_log(self, data: bytes) -> None:
+        self.log += data

@@ -1,0 +1,237 @@
+"""The AWS Lambda Invoke API (2015-03-31), enough for the AWS CLI and boto3.
+
+Owns: Invoke (RequestResponse, Event, DryRun; log tail; function errors),
+ListFunctions, GetFunction and GetFunctionConfiguration, and the error
+responses as AWS shapes them (JSON with Type and message, the error name in
+x-amzn-ErrorType; spec §6).
+Must not: run invocations itself (Host.invoke does) or keep sandbox state.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .config import FunctionConfig
+from .logs import tail
+from .pool import SandboxStartFailed, Throttled
+from .protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
+                       H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
+                       H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
+                       MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES, MAX_SYNC_REQUEST_BYTES)
+from .runtime_api import read_limited
+
+if TYPE_CHECKING:
+    from .host import Host
+
+log = logging.getLogger("runtime_host.invoke_api")
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
+# How long an Event invocation that finds every sandbox busy waits before it
+# tries again (Lambda's queue retries throttles with backoff for up to 6 h).
+EVENT_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def aws_error(status: int, code: str, message: str, *, kind: str = "User",
+              extra: dict | None = None, headers: dict | None = None) -> web.Response:
+    body = {"Type": kind, "message": message, **(extra or {})}
+    hdrs = {H_AMZN_ERROR_TYPE: code, H_AMZN_REQUEST_ID: str(uuid.uuid4()), **(headers or {})}
+    return web.json_response(body, status=status, headers=hdrs)
+
+
+def parse_function_name(raw: str) -> tuple[str, str | None]:
+    """name, name:qualifier, full ARN or partial ARN -> (name, qualifier)."""
+    parts = raw.split(":")
+    if raw.startswith("arn:"):               # arn:aws:lambda:region:account:function:name[:qualifier]
+        parts = parts[6:]
+    elif len(parts) >= 3 and parts[1] == "function":   # account:function:name[:qualifier]
+        parts = parts[2:]
+    name = parts[0] if parts else ""
+    qualifier = parts[1] if len(parts) > 1 else None
+    return name, qualifier
+
+
+class InvokeApi:
+    def __init__(self, host: "Host"):
+        self.host = host
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_SYNC_REQUEST_BYTES * 2)
+        base = f"/{INVOKE_API_VERSION}/functions"
+        # ROUTES: the whole Invoke API surface.
+        app.router.add_post(f"{base}/{{name}}/invocations", self.invoke)
+        app.router.add_get(f"{base}/", self.list_functions)
+        app.router.add_get(f"{base}", self.list_functions)
+        app.router.add_get(f"{base}/{{name}}", self.get_function)
+        app.router.add_get(f"{base}/{{name}}/configuration", self.get_function_configuration)
+        return app
+
+    def _not_found(self, raw: str, qualifier: str | None = None) -> web.Response:
+        arn = f"arn:aws:lambda:{self.host.region}:{ACCOUNT_ID}:function:{raw}"
+        if qualifier:
+            arn += f":{qualifier}"
+        return aws_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+
+    def _lookup(self, request: web.Request) -> tuple[FunctionConfig | None, str | None, web.Response | None]:
+        raw = request.match_info["name"]
+        name, qualifier = parse_function_name(raw)
+        query_qualifier = request.query.get("Qualifier")
+        if query_qualifier is not None:
+            if qualifier is not None and qualifier != query_qualifier:
+                return None, None, aws_error(400, "InvalidParameterValueException",
+                                             "The derived qualifier from the function name does not match the specified qualifier.")
+            qualifier = query_qualifier
+        fn = self.host.resolve(name)
+        if fn is None:
+            return None, None, self._not_found(name, qualifier)
+        if qualifier not in (None, LATEST):
+            # Only $LATEST exists locally: no published versions or aliases.
+            return None, None, self._not_found(name, qualifier)
+        return fn, qualifier, None
+
+    # --- Invoke ---------------------------------------------------------------
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        fn, qualifier, refusal = self._lookup(request)
+        if refusal is not None:
+            return refusal
+        invocation_type = request.headers.get(H_INVOCATION_TYPE, "RequestResponse")
+        if invocation_type not in INVOCATION_TYPES:
+            return aws_error(400, "InvalidParameterValueException",
+                             f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(INVOCATION_TYPES)}")
+        log_type = request.headers.get(H_LOG_TYPE, "None")
+        if log_type not in LOG_TYPES:
+            return aws_error(400, "InvalidParameterValueException",
+                             f"Invalid log type {log_type!r}; expected None or Tail")
+        limit = MAX_ASYNC_REQUEST_BYTES if invocation_type == "Event" else MAX_SYNC_REQUEST_BYTES
+        payload, size = await read_limited(request, limit)
+        if size > limit:
+            return aws_error(413, "RequestTooLargeException",
+                             f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
+        if not payload.strip():
+            payload = b"{}"      # an invoke without a payload hands the function {}
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return aws_error(400, "InvalidRequestContentException",
+                             f"Could not parse request body into json: {exc}")
+        client_context = None
+        raw_context = request.headers.get(H_CALLER_CLIENT_CONTEXT)
+        if raw_context and invocation_type == "RequestResponse":
+            try:
+                if len(raw_context) > MAX_CLIENT_CONTEXT_BASE64_BYTES:
+                    raise ValueError("too long")
+                client_context = base64.b64decode(raw_context, validate=True).decode()
+                json.loads(client_context)
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                return aws_error(400, "InvalidRequestContentException",
+                                 f"Client context must be base64-encoded JSON of at most "
+                                 f"{MAX_CLIENT_CONTEXT_BASE64_BYTES} bytes")
+        if fn.reserved_concurrency == 0:
+            return self._throttled(fn)
+        if invocation_type == "DryRun":
+            return web.Response(status=204, headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+        trace_id = request.headers.get(H_AMZN_TRACE_ID)
+        if invocation_type == "Event":
+            request_id = str(uuid.uuid4())
+            self.host.track(asyncio.create_task(self._invoke_event(fn, payload, qualifier, trace_id)))
+            return web.Response(status=202, headers={H_AMZN_REQUEST_ID: request_id})
+
+        try:
+            inv, outcome = await self.host.invoke(fn, payload, qualifier=qualifier,
+                                                  client_context=client_context, trace_id=trace_id)
+        except Throttled:
+            return self._throttled(fn)
+        except SandboxStartFailed as exc:
+            return aws_error(500, "ServiceException", f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
+        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
+        if outcome.is_error:
+            headers[H_FUNCTION_ERROR] = "Unhandled"
+        if log_type == "Tail":
+            # The tail ends with the REPORT line, so it waits for the invocation's end.
+            await asyncio.shield(inv.reported)
+            headers[H_LOG_RESULT] = base64.b64encode(tail(inv.log)).decode()
+        headers["Content-Type"] = outcome.content_type
+        return web.Response(status=200, body=outcome.body, headers=headers)
+
+    def _throttled(self, fn: FunctionConfig) -> web.Response:
+        return aws_error(429, "TooManyRequestsException", "Rate Exceeded.",
+                         extra={"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
+                         headers={"Retry-After": "1"})
+
+    async def _invoke_event(self, fn: FunctionConfig, payload: bytes, qualifier: str | None,
+                            trace_id: str | None) -> None:
+        """An Event invocation: waits for a sandbox when all are busy, runs
+        once (no retries of function errors locally; Lambda retries twice,
+        one and two minutes later)."""
+        attempt = 0
+        while True:
+            try:
+                await self.host.invoke(fn, payload, qualifier=qualifier, trace_id=trace_id)
+                return
+            except Throttled:
+                await asyncio.sleep(EVENT_RETRY_S[min(attempt, len(EVENT_RETRY_S) - 1)])
+                attempt += 1
+            except SandboxStartFailed as exc:
+                log.error("event invocation of %s dropped: %s", fn.name, exc)
+                return
+
+    # --- List / Get -------------------------------------------------------------
+    def configuration(self, fn: FunctionConfig) -> dict:
+        code_hash = hashlib.sha256()
+        size = 0
+        for p in sorted(fn.code_dir.rglob("*")) if not fn.is_image else []:
+            if p.is_file():
+                size += p.stat().st_size
+                code_hash.update(p.name.encode())
+        conf = {
+            "FunctionName": fn.name,
+            "FunctionArn": fn.arn(self.host.region),
+            "Role": f"arn:aws:iam::{ACCOUNT_ID}:role/lambda-role",
+            "Handler": fn.handler,
+            "CodeSize": size,
+            "Description": fn.description,
+            "Timeout": fn.timeout_s,
+            "MemorySize": fn.memory_mb,
+            "LastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(fn.code_dir.stat().st_mtime)),
+            "CodeSha256": base64.b64encode(code_hash.digest()).decode(),
+            "Version": LATEST,
+            "Environment": {"Variables": dict(fn.environment)},
+            "TracingConfig": {"Mode": "PassThrough"},
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Image" if fn.is_image else "Zip",
+            "Architectures": ["x86_64"],
+            "EphemeralStorage": {"Size": fn.ephemeral_storage_mb},
+        }
+        if not fn.is_image:
+            conf["Runtime"] = fn.lambda_runtime
+        return conf
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        functions = [self.configuration(fn) for fn in sorted(self.host.functions.values(), key=lambda f: f.name)]
+        return web.json_response({"Functions": functions},
+                                 headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+
+    async def get_function(self, request: web.Request) -> web.Response:
+        fn, _, refusal = self._lookup(request)
+        if refusal is not None:
+            return refusal
+        body = {"Configuration": self.configuration(fn),
+                "Code": {"RepositoryType": "S3", "Location": fn.code_dir.as_uri()},
+                "Concurrency": {"ReservedConcurrentExecutions": fn.reserved_concurrency}}
+        return web.json_response(body, headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+
+    async def get_function_configuration(self, request: web.Request) -> web.Response:
+        fn, _, refusal = self._lookup(request)
+        if refusal is not None:
+            return refusal
+        return web.json_response(self.configuration(fn), headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})

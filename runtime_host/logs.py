@@ -1,0 +1,90 @@
+"""Function output: read from each container, attributed, kept and shown.
+
+Owns: decoding Docker's multiplexed stdout/stderr frames, the per-function
+log files under the state directory, the optional echo to the host's own
+terminal, and the platform lines (START, END, REPORT) in Lambda's text
+format (spec §5.3).
+Must not: decide which invocation a byte belongs to (the sandbox does that,
+it knows its current invocation) or talk to Docker.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .protocol import LATEST, LOG_TAIL_BYTES
+
+FRAME_HEADER = struct.Struct(">BxxxI")     # stream (1 stdout, 2 stderr), 3 pad bytes, length
+
+
+async def read_container_output(sock: socket.socket, on_data: Callable[[bytes], None]) -> None:
+    """Feeds every stdout/stderr payload of one container to on_data until EOF."""
+    loop = asyncio.get_running_loop()
+    buf = bytearray()
+    try:
+        while True:
+            chunk = await loop.sock_recv(sock, 65536)
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= FRAME_HEADER.size:
+                _, size = FRAME_HEADER.unpack_from(buf)
+                if len(buf) < FRAME_HEADER.size + size:
+                    break
+                on_data(bytes(buf[FRAME_HEADER.size:FRAME_HEADER.size + size]))
+                del buf[:FRAME_HEADER.size + size]
+    except (OSError, asyncio.CancelledError):
+        return
+    finally:
+        sock.close()
+
+
+def start_line(request_id: str, version: str = LATEST) -> bytes:
+    return f"START RequestId: {request_id} Version: {version}\n".encode()
+
+
+def end_line(request_id: str) -> bytes:
+    return f"END RequestId: {request_id}\n".encode()
+
+
+def tail(log: bytes | bytearray, limit: int = LOG_TAIL_BYTES) -> bytes:
+    """The last `limit` bytes of an invocation's log, as X-Amz-Log-Result carries them."""
+    return bytes(log[-limit:])
+
+
+class LogSink:
+    """Appends every function's output to <state>/logs/<function>.log and,
+    when echo is on, to the host's terminal prefixed by the function name."""
+
+    def __init__(self, log_dir: Path, echo: TextIO | None = sys.stderr):
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self._files: dict[str, object] = {}
+
+    def write(self, function: str, data: bytes) -> None:
+        f = self._files.get(function)
+        if f is None:
+            # Unbuffered append: a line is on disk before the host could die.
+            f = self._files[function] = open(self.log_dir / f"{function}.log", "ab", buffering=0)
+        f.write(data)
+        if self.echo is not None:
+            text = data.decode("utf-8", "replace")
+            for line in text.splitlines():
+                self.echo.write(f"{function} | {line}\n")
+            self.echo.flush()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def utc_timestamp() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"

@@ -1,0 +1,144 @@
+"""Every legal move of a sandbox and of an invocation, as tables of data.
+
+Two rules, as in h11's _state.py:
+- Everything that changes a sandbox's or an invocation's state goes through
+  `SandboxLife.apply` / `InvocationLife.apply`; nothing else assigns `.state`.
+- This file does not know about Docker, HTTP or timers. It only says which
+  event is legal in which state, and what the state becomes.
+
+Theory of operation. A sandbox is STARTING while its container is created and
+started, INITIALIZING until its runtime first asks for work (GET next), then
+READY (waiting in GET next, no invocation), BUSY while it holds one
+invocation, and back to READY when the runtime asks for the next one. A
+runtime that posts init/error is INIT_FAILED until its process exits. Any
+state may go to SHUTTING_DOWN (the host decided to remove it) and to DEAD (its
+container is gone). FROZEN is the READY sandbox whose cgroup is frozen.
+
+An invocation is PENDING until the runtime fetches it, RUNNING while the
+handler runs, RESPONDED once the runtime posted response or error (the caller
+may have its answer), DONE once the runtime is back in GET next, or FAILED
+(timeout, crash, init failure). A refusal raises IllegalTransition naming the
+machine, the state and the event; the Runtime API turns that into the 403 a
+runtime sees.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class SandboxState(enum.Enum):
+    STARTING = "STARTING"
+    INITIALIZING = "INITIALIZING"
+    INIT_FAILED = "INIT_FAILED"
+    READY = "READY"
+    FROZEN = "FROZEN"
+    BUSY = "BUSY"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    DEAD = "DEAD"
+
+
+class SandboxEvent(enum.Enum):
+    CONTAINER_STARTED = "container_started"
+    RUNTIME_READY = "runtime_ready"        # first GET next: init is over
+    INIT_ERROR = "init_error"              # runtime posted init/error
+    ASSIGN = "assign"                      # the pool hands it an invocation
+    INVOCATION_DONE = "invocation_done"    # runtime back in GET next after its result
+    FREEZE = "freeze"
+    THAW = "thaw"
+    SHUTDOWN = "shutdown"
+    EXITED = "exited"                      # container or runtime process gone
+
+
+class InvocationState(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RESPONDED = "RESPONDED"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class InvocationEvent(enum.Enum):
+    DELIVER = "deliver"          # runtime's GET next returned this event
+    REDELIVER = "redeliver"      # GET next again before a result: same event (RAPID)
+    RESULT = "result"            # POST response or error accepted
+    RUNTIME_NEXT = "runtime_next"
+    FAIL = "fail"
+
+
+S, SE = SandboxState, SandboxEvent
+_ALIVE = (S.STARTING, S.INITIALIZING, S.INIT_FAILED, S.READY, S.FROZEN, S.BUSY)
+
+SANDBOX_TRANSITIONS: dict[SandboxState, dict[SandboxEvent, SandboxState]] = {
+    S.STARTING: {SE.CONTAINER_STARTED: S.INITIALIZING},
+    S.INITIALIZING: {SE.RUNTIME_READY: S.READY, SE.INIT_ERROR: S.INIT_FAILED},
+    S.INIT_FAILED: {},
+    S.READY: {SE.ASSIGN: S.BUSY, SE.FREEZE: S.FROZEN},
+    S.FROZEN: {SE.THAW: S.READY},
+    S.BUSY: {SE.INVOCATION_DONE: S.READY},
+    S.SHUTTING_DOWN: {},
+    S.DEAD: {},
+}
+for _state in _ALIVE:
+    SANDBOX_TRANSITIONS[_state][SE.SHUTDOWN] = S.SHUTTING_DOWN
+for _state in (*_ALIVE, S.SHUTTING_DOWN):
+    SANDBOX_TRANSITIONS[_state][SE.EXITED] = S.DEAD
+
+I, IE = InvocationState, InvocationEvent
+INVOCATION_TRANSITIONS: dict[InvocationState, dict[InvocationEvent, InvocationState]] = {
+    I.PENDING: {IE.DELIVER: I.RUNNING, IE.FAIL: I.FAILED},
+    I.RUNNING: {IE.REDELIVER: I.RUNNING, IE.RESULT: I.RESPONDED, IE.FAIL: I.FAILED},
+    I.RESPONDED: {IE.RUNTIME_NEXT: I.DONE, IE.FAIL: I.FAILED},
+    I.DONE: {},
+    I.FAILED: {},
+}
+
+# The names RAPID prints in its 403 messages (spec §1.11), for runtimes that log them.
+RAPID_NAMES = {
+    I.PENDING: "Ready", I.RUNNING: "Running", I.RESPONDED: "RuntimeResponseSentState",
+    I.DONE: "Ready", I.FAILED: "Ready",
+    S.INIT_FAILED: "InitError", S.INITIALIZING: "Started", S.READY: "Ready", S.BUSY: "Running",
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, machine: str, state: enum.Enum, event: enum.Enum):
+        super().__init__(f"{machine} in state {state.value} cannot take event {event.value}")
+        self.machine, self.state, self.event = machine, state, event
+
+
+class SandboxLife:
+    """A sandbox's state; `apply` is the only way to change it."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = SandboxState.STARTING
+
+    def can(self, event: SandboxEvent) -> bool:
+        return event in SANDBOX_TRANSITIONS[self.state]
+
+    def apply(self, event: SandboxEvent) -> SandboxState:
+        try:
+            self.state = SANDBOX_TRANSITIONS[self.state][event]
+        except KeyError:
+            raise IllegalTransition("sandbox", self.state, event) from None
+        return self.state
+
+
+class InvocationLife:
+    """An invocation's state; `apply` is the only way to change it."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = InvocationState.PENDING
+
+    def can(self, event: InvocationEvent) -> bool:
+        return event in INVOCATION_TRANSITIONS[self.state]
+
+    def apply(self, event: InvocationEvent) -> InvocationState:
+        try:
+            self.state = INVOCATION_TRANSITIONS[self.state][event]
+        except KeyError:
+            raise IllegalTransition("invocation", self.state, event) from None
+        return self.state
