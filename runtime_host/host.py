@@ -70,9 +70,8 @@ class Host:
             log.warning("removed %d container(s) left by a host that is no longer running", removed)
         await self._ensure_images()
         self.network = await self.backend.run(self.backend.create_network, self.labels)
-        hosts = self.network.subnet.hosts()
-        next(hosts)                                    # the gateway: the host itself
-        self._free_ips = [str(ip) for ip in hosts][::-1]
+        upper_half = list(self.network.subnet.subnets(prefixlen_diff=1))[1]
+        self._free_ips = [str(ip) for ip in upper_half.hosts()]   # pop() takes from the top
         self.backend.watch_exits(loop, self._on_container_exit)
         self._runner = web.AppRunner(RuntimeApi(self).app(), access_log=None,
                                      keepalive_timeout=24 * 3600, handle_signals=False)

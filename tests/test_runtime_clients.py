@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -120,14 +121,8 @@ def invoke(api: FakeRuntimeApi, event=None, **options):
     return api.wait_for_result(request_id)
 
 
-# Where each runtime's probe handlers live, and how its handler strings read.
+# Where each runtime's probe handlers live (tests/fixtures/clients/<runtime>/probe.*).
 PROBE_ROOT = {"python": FIXTURES / "python", "node": FIXTURES / "node", "shell": FIXTURES / "shell"}
-PROBE_HANDLER = {
-    "python": {"count": "probe.count", "remaining": "probe.remaining", "trace": "probe.trace",
-               "context": "probe.describe_context"},
-    "node": {"count": "probe.count", "remaining": "probe.remaining", "trace": "probe.trace",
-             "context": "probe.describeContext"},
-}
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +173,6 @@ def test_example_counts_invocations_across_warm_reuse(api, start_client, runtime
 
 @pytest.mark.parametrize("example", ["hello-python", "hello-node", "hello-shell"])
 def test_example_function_toml_names_its_handler(example):
-    import tomllib
     config = tomllib.loads((EXAMPLES / example / "function.toml").read_text())
     assert config["name"] == example
     assert config["memory_mb"] == 128 and config["timeout_s"] == 3
@@ -192,7 +186,7 @@ def test_example_function_toml_names_its_handler(example):
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_one_process_serves_three_invocations_keeping_module_state(api, start_client, runtime):
-    client = start_client(runtime, PROBE_ROOT[runtime], PROBE_HANDLER[runtime]["count"])
+    client = start_client(runtime, PROBE_ROOT[runtime], "probe.count")
     bodies = [invoke(api, {}).json() for _ in range(3)]
     assert [body["calls"] for body in bodies] == [1, 2, 3]
     assert {body["pid"] for body in bodies} == {client.process.pid}
@@ -201,12 +195,21 @@ def test_one_process_serves_three_invocations_keeping_module_state(api, start_cl
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_every_call_reuses_one_keep_alive_connection(api, start_client, runtime):
-    start_client(runtime, PROBE_ROOT[runtime], PROBE_HANDLER[runtime]["count"])
+    start_client(runtime, PROBE_ROOT[runtime], "probe.count")
     for _ in range(3):
         invoke(api, {})
     api.wait_for_requests("next", 4)  # the fourth is waiting for an event
     assert [r.kind for r in api.requests()] == ["next", "response"] * 3 + ["next"]
     assert len({r.client_port for r in api.requests()}) == 1
+
+
+@needs_curl
+def test_shell_example_carries_events_larger_than_one_command_argument(api, start_client):
+    start_client("shell", EXAMPLES / "hello-shell", "function.handler")
+    event = {"blob": "x" * 300_000}  # > 128 KiB, the most one argv string may hold
+    result = invoke(api, event)
+    assert result.kind == "response"
+    assert result.json()["event"] == event
 
 
 @needs_curl
@@ -223,7 +226,7 @@ def test_shell_bootstrap_serves_three_invocations_in_one_process(api, start_clie
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_remaining_time_counts_down_from_the_deadline(api, start_client, runtime):
-    start_client(runtime, PROBE_ROOT[runtime], PROBE_HANDLER[runtime]["remaining"])
+    start_client(runtime, PROBE_ROOT[runtime], "probe.remaining")
     first_ms, second_ms = invoke(api, {}, timeout_ms=3000).json()
     assert 0 < first_ms <= 3000
     assert second_ms < first_ms

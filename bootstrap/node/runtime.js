@@ -77,7 +77,7 @@ function toErrorDocument(error) {
       return {
         errorType: error.name,
         errorMessage: error.message,
-        stackTrace: error.stack.split('\n'),
+        trace: error.stack.split('\n'),
       };
     }
     return { errorType: typeof error, errorMessage: String(error), trace: [] };
@@ -539,7 +539,8 @@ async function main() {
   try {
     handler = await loadHandler(taskRoot, process.env._HANDLER);
   } catch (error) {
-    logError('Init Error', error);
+    // The label AWS prints for a failed init, e.g. a missing module.
+    logError('Uncaught Exception', error);
     reportFatal(error, EXIT_STATUS_UNCAUGHT_EXCEPTION);
     return;
   }

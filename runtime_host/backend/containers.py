@@ -130,7 +130,11 @@ class DockerBackend:
             if any(subnet.overlaps(t) for t in taken):
                 continue
             gateway = next(subnet.hosts())
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(gateway))])
+            # Docker hands out addresses only from the lower half (containers a
+            # user attaches by hand); the host gives sandboxes the upper half.
+            lower_half = next(subnet.subnets(prefixlen_diff=1))
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                subnet=str(subnet), gateway=str(gateway), iprange=str(lower_half))])
             try:
                 net = self.api.create_network(name, driver="bridge", ipam=ipam, labels=labels,
                                               options={"com.docker.network.bridge.enable_icc": "false"})
