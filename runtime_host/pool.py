@@ -104,9 +104,9 @@ class FunctionPool:
         self.host.register(sandbox)
         sock = await backend.run(backend.attach_output, sandbox.container_id)
         sandbox.output_task = asyncio.create_task(logs.read_container_output(sock, sandbox.on_output))
+        sandbox.launching()
         pid = await backend.run(backend.start, sandbox.container_id)
-        if sandbox.state is SandboxState.STARTING:
-            sandbox.container_started(sandbox.container_id, pid)
+        sandbox.launched(pid)
 
     def _container_spec(self, sandbox: Sandbox) -> ContainerSpec:
         fn = self.function

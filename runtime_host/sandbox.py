@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+import psutil
 from typing import TYPE_CHECKING
 
 from . import logs
@@ -82,6 +84,7 @@ class Sandbox:
         self.created_at = time.monotonic()
         self.init_started_at: float | None = None
         self.init_duration_ms: float | None = None
+        self.ready_at: float | None = None
         self.invocation: Invocation | None = None
         self.last_invocation: Invocation | None = None
         self.invocations_served = 0
@@ -100,13 +103,24 @@ class Sandbox:
     def state(self) -> SandboxState:
         return self.life.state
 
-    def container_started(self, container_id: str, pid: int) -> None:
-        self.life.apply(SandboxEvent.CONTAINER_STARTED)
+    def launching(self) -> None:
+        """Called just before the container is started: from here on its
+        runtime may call the Runtime API."""
+        self.life.apply(SandboxEvent.LAUNCH)
         self.init_started_at = time.monotonic()
+
+    def launched(self, pid: int) -> None:
+        """The container runs; pid is its first process on the host."""
         try:
             self.cgroups = ContainerCgroups.of_pid(pid)
-        except OSError:
+            # Init Duration counts from the runtime's exec, not from Docker's
+            # container set-up (as in Lambda, where INIT excludes provisioning).
+            age_s = time.time() - psutil.Process(pid).create_time()
+            self.init_started_at = max(self.init_started_at, time.monotonic() - age_s)
+        except (OSError, psutil.Error):
             self.cgroups = None      # already gone; its exit event follows
+        if self.ready_at is not None:
+            self.init_duration_ms = max(0.0, (self.ready_at - self.init_started_at) * 1000)
 
     # --- Runtime API: GET next ---------------------------------------------
     async def next_invocation(self) -> Invocation:
@@ -115,7 +129,8 @@ class Sandbox:
         state = self.life.state
         if state is SandboxState.INITIALIZING:
             self.life.apply(SandboxEvent.RUNTIME_READY)
-            self.init_duration_ms = (time.monotonic() - self.init_started_at) * 1000
+            self.ready_at = time.monotonic()
+            self.init_duration_ms = (self.ready_at - self.init_started_at) * 1000
             self.ready.set_result(None)
         elif state is SandboxState.BUSY:
             inv = self.invocation

@@ -6,8 +6,10 @@ Two rules, as in h11's _state.py:
 - This file does not know about Docker, HTTP or timers. It only says which
   event is legal in which state, and what the state becomes.
 
-Theory of operation. A sandbox is STARTING while its container is created and
-started, INITIALIZING until its runtime first asks for work (GET next), then
+Theory of operation. A sandbox is STARTING while its container is created,
+INITIALIZING from the moment the container is told to start (its runtime may
+call before Docker says the start is done) until the runtime first asks for
+work (GET next), then
 READY (waiting in GET next, no invocation), BUSY while it holds one
 invocation, and back to READY when the runtime asks for the next one. A
 runtime that posts init/error is INIT_FAILED until its process exits. Any
@@ -38,7 +40,7 @@ class SandboxState(enum.Enum):
 
 
 class SandboxEvent(enum.Enum):
-    CONTAINER_STARTED = "container_started"
+    LAUNCH = "launch"                      # the container is being started: its runtime may call from now on
     RUNTIME_READY = "runtime_ready"        # first GET next: init is over
     INIT_ERROR = "init_error"              # runtime posted init/error
     ASSIGN = "assign"                      # the pool hands it an invocation
@@ -69,7 +71,7 @@ S, SE = SandboxState, SandboxEvent
 _ALIVE = (S.STARTING, S.INITIALIZING, S.INIT_FAILED, S.READY, S.FROZEN, S.BUSY)
 
 SANDBOX_TRANSITIONS: dict[SandboxState, dict[SandboxEvent, SandboxState]] = {
-    S.STARTING: {SE.CONTAINER_STARTED: S.INITIALIZING},
+    S.STARTING: {SE.LAUNCH: S.INITIALIZING},
     S.INITIALIZING: {SE.RUNTIME_READY: S.READY, SE.INIT_ERROR: S.INIT_FAILED},
     S.INIT_FAILED: {},
     S.READY: {SE.ASSIGN: S.BUSY, SE.FREEZE: S.FROZEN},

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_runtime_api import FakeRuntimeApi
+from tests.fake_runtime_api import FakeRuntimeApi
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "clients"
@@ -32,7 +32,8 @@ NODE = shutil.which("node")
 CURL = shutil.which("curl")
 
 CLIENT_COMMANDS = {
-    "python": [PYTHON, "-u", str(REPO / "bootstrap" / "python" / "runtime_client.py")],
+    # -B: the handler modules live in this checkout; leave no __pycache__ there.
+    "python": [PYTHON, "-u", "-B", str(REPO / "bootstrap" / "python" / "runtime_client.py")],
     "node": [NODE or "node", str(REPO / "bootstrap" / "node" / "runtime.js")],
     "shell": [str(EXAMPLES / "hello-shell" / "bootstrap")],
 }

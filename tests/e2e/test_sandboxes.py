@@ -1,0 +1,158 @@
+"""Sandboxes as Lambda runs them: environment, reuse, concurrency, timeouts,
+crashes and init failures, on the real engine with real runtime clients."""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import containers_of_host, docker, invoke
+
+
+def test_sandbox_environment_is_lambdas(lambda_client):
+    _, body = invoke(lambda_client, "py-probe", {"action": "env"})
+    env = body["env"]
+    assert env["_HANDLER"] == "probe.handler"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "py-probe"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task"
+    assert env["LAMBDA_RUNTIME_DIR"] == "/var/runtime"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["TZ"] == ":UTC"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/py-probe"
+    assert "[$LATEST]" in env["AWS_LAMBDA_LOG_STREAM_NAME"]
+    assert env["AWS_LAMBDA_RUNTIME_API"].endswith(":9001")
+    assert env["_X_AMZN_TRACE_ID"].startswith("Root=1-")
+    assert env["PROBE_SETTING"] == "from function.toml"
+    assert body["cwd"] == "/var/task"
+    assert body["uid"] == 993
+    assert body["writable"] == {"/tmp": True, "/var/task": False, "/": False, "/var/runtime": False, "/opt": False}
+
+
+def test_context_object_matches_the_invocation(lambda_client):
+    resp, body = invoke(lambda_client, "py-probe", {})
+    assert body["request_id"] == resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert body["function_name"] == "py-probe"
+    assert body["function_version"] == "$LATEST"
+    assert body["invoked_function_arn"] == "arn:aws:lambda:us-east-1:000000000000:function:py-probe"
+    assert body["memory_limit_in_mb"] == "128"     # a string, as awslambdaric gives it
+    assert 0 < body["remaining_ms"] <= 3000
+
+
+def test_trace_id_changes_per_invocation(lambda_client):
+    _, first = invoke(lambda_client, "py-probe", {})
+    _, second = invoke(lambda_client, "py-probe", {})
+    assert first["env"]["_X_AMZN_TRACE_ID"] != second["env"]["_X_AMZN_TRACE_ID"]
+
+
+def test_warm_sandbox_is_reused_with_its_module_state(lambda_client):
+    _, first = invoke(lambda_client, "py-probe", {})
+    _, second = invoke(lambda_client, "py-probe", {})
+    assert second["pid"] == first["pid"]
+    assert second["invocations"] == first["invocations"] + 1
+
+
+def test_concurrent_invocations_start_more_sandboxes_up_to_the_limit(lambda_client, host):
+    # py-probe has reserved_concurrency = 2: two run side by side, a third is throttled at once.
+    def slow():
+        return invoke(lambda_client, "py-probe", {"action": "sleep", "seconds": 1.5})
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(slow) for _ in range(2)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        with pytest.raises(ClientError) as err:
+            lambda_client.invoke(FunctionName="py-probe", Payload=b"{}")
+        throttled_after_s = time.monotonic() - started
+        results = [f.result() for f in futures]
+    assert err.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert throttled_after_s < 1.0, "a throttle is answered at once, not after waiting for a sandbox"
+    pids = {body["pid"] for _, body in results}
+    hostnames = {body["env"]["HOSTNAME"] for _, body in results}
+    assert len(hostnames) == 2, "two concurrent invocations ran in two sandboxes"
+    assert all("FunctionError" not in resp for resp, _ in results)
+
+
+def test_timeout_ends_the_invocation_with_aws_error_and_a_fresh_sandbox_follows(lambda_client):
+    _, before = invoke(lambda_client, "py-probe", {})
+    resp, body = invoke(lambda_client, "py-probe", {"action": "sleep", "seconds": 10}, LogType="Tail")
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Sandbox.Timedout"
+    rid = resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert body["errorMessage"] == f"RequestId: {rid} Error: Task timed out after 3.00 seconds"
+    import base64
+    tail = base64.b64decode(resp["LogResult"]).decode()
+    assert f"{rid} Task timed out after 3.00 seconds" in tail
+    assert "Status: timeout" in tail
+    _, after = invoke(lambda_client, "py-probe", {})
+    assert after["invocations"] == 1 or after["env"]["HOSTNAME"] != before["env"]["HOSTNAME"]
+
+
+def test_runtime_exit_mid_invocation_is_exit_error_and_sandbox_is_replaced(lambda_client, host):
+    _, before = invoke(lambda_client, "py-probe", {})
+    started = time.monotonic()
+    resp, body = invoke(lambda_client, "py-probe", {"action": "exit", "code": 7})
+    elapsed = time.monotonic() - started
+    rid = resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert resp["FunctionError"] == "Unhandled"
+    assert body == {"errorType": "Runtime.ExitError",
+                    "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 7"}
+    assert elapsed < 3.0, "the exit is seen long before the timeout"
+    _, after = invoke(lambda_client, "py-probe", {})
+    assert after["env"]["HOSTNAME"] != before["env"]["HOSTNAME"] or after["pid"] != before["pid"]
+    assert after["invocations"] == 1
+    # the dead container was removed
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        names = docker("ps", "-a", "--filter", f"label=runtime-host.host-pid={host.pid}",
+                       "--filter", "status=exited", "--format", "{{.Names}}").split()
+        if not names:
+            break
+        time.sleep(0.1)
+    assert names == []
+
+
+def test_init_error_reported_by_the_runtime_reaches_the_caller(lambda_client):
+    resp, body = invoke(lambda_client, "py-import-error", {})
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ImportModuleError"
+    assert "missing_module" in body["errorMessage"]
+
+
+def test_runtime_exiting_during_init_is_exit_error(lambda_client):
+    resp, body = invoke(lambda_client, "sh-exit-init", {})
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ExitError"
+    assert body["errorMessage"].endswith("Error: Runtime exited with error: exit status 3")
+    # and again: every invocation gets a fresh sandbox, none is reused
+    resp, body = invoke(lambda_client, "sh-exit-init", {})
+    assert body["errorType"] == "Runtime.ExitError"
+
+
+def test_response_over_the_limit_is_response_size_too_large(lambda_client):
+    resp, body = invoke(lambda_client, "py-probe", {"action": "big", "bytes": 6_300_000})
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"
+    assert "(6291556 bytes)" in body["errorMessage"]
+    resp, body = invoke(lambda_client, "py-probe", {})
+    assert "FunctionError" not in resp
+
+
+def test_five_mb_response_is_delivered_whole(lambda_client):
+    resp, body = invoke(lambda_client, "py-probe", {"action": "big", "bytes": 5 * 1024 * 1024})
+    assert "FunctionError" not in resp
+    assert body == "x" * (5 * 1024 * 1024)
+
+
+def test_no_container_outlives_its_sandbox(lambda_client, host):
+    # everything the host holds is a live sandbox it knows; nothing exited lingers
+    invoke(lambda_client, "hello-python", {})
+    ids = containers_of_host(host.pid)
+    states = docker("inspect", "--format", "{{.State.Status}}", *ids).split() if ids else []
+    assert all(s == "running" for s in states), states
