@@ -156,3 +156,22 @@ def test_no_container_outlives_its_sandbox(lambda_client, host):
     ids = containers_of_host(host.pid)
     states = docker("inspect", "--format", "{{.State.Status}}", *ids).split() if ids else []
     assert all(s == "running" for s in states), states
+
+
+def test_sandbox_memory_limit_is_memory_mb_without_swap(lambda_client, host):
+    _, body = invoke(lambda_client, "py-probe", {})
+    hostname = body["env"]["HOSTNAME"]
+    ids = containers_of_host(host.pid)
+    rows = docker("inspect", "--format",
+                  "{{.Config.Hostname}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.ReadonlyRootfs}} "
+                  "{{.HostConfig.PidsLimit}} {{.Config.User}}", *ids).splitlines()
+    row = next(r for r in rows if r.startswith(hostname))
+    assert row.split()[1:] == [str(128 * 1024 * 1024), str(128 * 1024 * 1024), "true", "1024", "993:990"]
+
+
+def test_sandbox_that_cannot_start_is_service_exception(lambda_client):
+    with pytest.raises(ClientError) as err:
+        lambda_client.invoke(FunctionName="img-missing", Payload=b"{}")
+    assert err.value.response["Error"]["Code"] == "ServiceException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert "runtime-host-test/never-built:1" in err.value.response["Error"]["Message"]
