@@ -10,6 +10,7 @@ event loop, which is why they are plain functions.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +66,53 @@ class ContainerCgroups:
 def bytes_to_mb_rounded_up(n: int) -> int:
     """Lambda prints whole MB; a partly used MB counts as used."""
     return math.ceil(n / (1024 * 1024))
+
+
+class Freezer:
+    """Freezes and thaws every process of one container through its freezer
+    cgroup (v1 `freezer.state`, v2 `cgroup.freeze`), and waits until the
+    kernel reports the state reached. About 0.13 ms each way here, so it is
+    done synchronously on the event loop; the file stays open between uses."""
+
+    # The kernel normally reports FROZEN on the first read; a task in an
+    # uninterruptible sleep can hold it in FREEZING a little longer.
+    MAX_POLLS = 2000
+
+    def __init__(self, directory: Path, v2: bool):
+        self.v2 = v2
+        control = directory / ("cgroup.freeze" if v2 else "freezer.state")
+        self._fd = os.open(control, os.O_RDWR)
+        self._events = directory / "cgroup.events" if v2 else None
+
+    @classmethod
+    def of(cls, groups: "ContainerCgroups") -> "Freezer | None":
+        if groups.freezer is None:
+            return None
+        try:
+            return cls(groups.freezer, groups.v2)
+        except OSError:
+            return None
+
+    def _write(self, value: bytes) -> None:
+        os.pwrite(self._fd, value, 0)
+
+    def _state_reached(self, frozen: bool) -> bool:
+        if self.v2:
+            text = self._events.read_text()
+            return (f"frozen {1 if frozen else 0}") in text
+        return os.pread(self._fd, 16, 0).strip() == (b"FROZEN" if frozen else b"THAWED")
+
+    def freeze(self) -> bool:
+        """True once every process is frozen."""
+        self._write(b"1" if self.v2 else b"FROZEN")
+        return any(self._state_reached(True) for _ in range(self.MAX_POLLS))
+
+    def thaw(self) -> bool:
+        self._write(b"0" if self.v2 else b"THAWED")
+        return any(self._state_reached(False) for _ in range(self.MAX_POLLS))
+
+    def close(self) -> None:
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass

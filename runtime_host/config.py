@@ -50,7 +50,9 @@ RESERVED_ENV = frozenset({
 KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
+    "provisioned_concurrency", "idle_ttl_s", "freeze",
 })
+MAX_IDLE_TTL_S = 7 * 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,9 @@ class FunctionConfig:
     environment: dict[str, str] = field(default_factory=dict)
     ephemeral_storage_mb: int = 512
     description: str = ""
+    provisioned_concurrency: int = 0
+    idle_ttl_s: int | None = None      # None: the host's default
+    freeze: bool = True
 
     @property
     def lambda_runtime(self) -> str:
@@ -149,15 +154,23 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         raise _refuse(path, "environment", environment, "expected a table: [environment] then KEY = \"value\" lines")
     env: dict[str, str] = {}
     for key, value in environment.items():
-        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key):
-            raise _refuse(path, f"environment.{key}", value, "variable names start with a letter and hold letters, digits and '_'")
         if key in RESERVED_ENV:
             raise _refuse(path, f"environment.{key}", value, "this variable is reserved by Lambda and set by the host")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", key):
+            raise _refuse(path, f"environment.{key}", value, "variable names start with a letter and hold letters, digits and '_'")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _refuse(path, f"environment.{key}", value, "expected a string (or a number)")
         env[key] = str(value)
     if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENVIRONMENT_BYTES:
         raise _refuse(path, "environment", "...", f"all variables together must fit in {MAX_ENVIRONMENT_BYTES} bytes")
+
+    provisioned = _int_in_range(path, raw, "provisioned_concurrency", 0, 0, reserved)
+    idle_ttl_s = raw.get("idle_ttl_s")
+    if idle_ttl_s is not None:
+        idle_ttl_s = _int_in_range(path, raw, "idle_ttl_s", 0, 1, MAX_IDLE_TTL_S)
+    freeze = raw.get("freeze", True)
+    if not isinstance(freeze, bool):
+        raise _refuse(path, "freeze", freeze, "expected true or false")
 
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -175,7 +188,8 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
     return FunctionConfig(
         name=name, runtime=runtime, handler=handler, code_dir=folder, memory_mb=memory_mb,
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
-        ephemeral_storage_mb=storage_mb, description=description,
+        ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
+        idle_ttl_s=idle_ttl_s, freeze=freeze,
     )
 
 

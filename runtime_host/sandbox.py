@@ -38,9 +38,12 @@ if TYPE_CHECKING:
 # (Docker copies container output asynchronously).
 LATE_OUTPUT_S = 0.05
 
-SIGNAL_NAMES = {1: "hangup", 2: "interrupt", 3: "quit", 4: "illegal instruction", 6: "aborted",
-                7: "bus error", 8: "floating point exception", 9: "killed", 11: "segmentation fault",
+# Go's names for signals (RAPID is written in Go and prints them).
+SIGNAL_NAMES = {1: "hangup", 2: "interrupt", 3: "quit", 4: "illegal instruction", 5: "trace/breakpoint trap",
+                6: "aborted", 7: "bus error", 8: "floating point exception", 9: "killed",
+                10: "user defined signal 1", 11: "segmentation fault", 12: "user defined signal 2",
                 13: "broken pipe", 14: "alarm clock", 15: "terminated"}
+MAX_SIGNAL = 64
 
 
 class InvalidRequestId(Exception):
@@ -64,7 +67,7 @@ class InitFailed(Exception):
 
 def describe_exit(exit_code: int) -> str:
     """Go's wording, as RAPID prints it (spec §3.4)."""
-    if exit_code > 128:
+    if 128 < exit_code <= 128 + MAX_SIGNAL:      # a shell's way to say "killed by signal N"
         sig = exit_code - 128
         return f"Runtime exited with error: signal: {SIGNAL_NAMES.get(sig, f'signal {sig}')}"
     if exit_code == 0:

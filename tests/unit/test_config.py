@@ -94,6 +94,11 @@ def test_memory_that_is_not_a_whole_number_is_refused(tmp_path, toml_value, show
     assert_names(refusal(folder), folder, "memory_mb", f"= {shown}", "whole number from 128 to 10240")
 
 
+def test_timeout_given_as_a_boolean_is_refused_though_true_equals_1(tmp_path):
+    folder = function_folder(tmp_path, "fn", PYTHON + "timeout_s = true\n")
+    assert_names(refusal(folder), folder, "timeout_s", "= True", "whole number from 1 to 900")
+
+
 def test_memory_given_as_a_boolean_is_refused(tmp_path):
     folder = function_folder(tmp_path, "fn", PYTHON + "memory_mb = true\n")
     assert_names(refusal(folder), folder, "memory_mb", "= True", "whole number from 128 to 10240")

@@ -6,7 +6,7 @@ import pytest
 from runtime_host.sandbox import describe_exit
 
 
-@pytest.mark.parametrize("status", [1, 2, 127])
+@pytest.mark.parametrize("status", [1, 2, 127, 128])
 def test_non_zero_exit_is_reported_as_exit_status(status):
     assert describe_exit(status) == f"Runtime exited with error: exit status {status}"
 
@@ -27,7 +27,9 @@ def test_exit_139_is_reported_as_segmentation_fault():
     assert describe_exit(139) == "Runtime exited with error: signal: segmentation fault"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG sandbox.py describe_exit: any code > 128 is read as a signal; "
-                   "255 (exit(-1)) becomes 'signal: signal 127', but Linux has no signal above 64")
 def test_exit_255_is_an_exit_status_not_a_signal():
     assert describe_exit(255) == "Runtime exited with error: exit status 255"
+
+
+def test_user_defined_signal_uses_gos_name():
+    assert describe_exit(128 + 10) == "Runtime exited with error: signal: user defined signal 1"
