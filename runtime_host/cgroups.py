@@ -94,25 +94,38 @@ class Freezer:
             return None
 
     def _write(self, value: bytes) -> None:
+        if self._fd is None:          # closed: never write to a number the OS may have reused
+            raise OSError("freezer closed")
         os.pwrite(self._fd, value, 0)
 
     def _state_reached(self, frozen: bool) -> bool:
         if self.v2:
             text = self._events.read_text()
             return (f"frozen {1 if frozen else 0}") in text
+        if self._fd is None:
+            raise OSError("freezer closed")
         return os.pread(self._fd, 16, 0).strip() == (b"FROZEN" if frozen else b"THAWED")
 
     def freeze(self) -> bool:
-        """True once every process is frozen."""
-        self._write(b"1" if self.v2 else b"FROZEN")
-        return any(self._state_reached(True) for _ in range(self.MAX_POLLS))
+        """True once every process is frozen. A cgroup that is gone (the
+        container died) counts as done: its exit event follows."""
+        try:
+            self._write(b"1" if self.v2 else b"FROZEN")
+            return any(self._state_reached(True) for _ in range(self.MAX_POLLS))
+        except OSError:
+            return True
 
     def thaw(self) -> bool:
-        self._write(b"0" if self.v2 else b"THAWED")
-        return any(self._state_reached(False) for _ in range(self.MAX_POLLS))
+        try:
+            self._write(b"0" if self.v2 else b"THAWED")
+            return any(self._state_reached(False) for _ in range(self.MAX_POLLS))
+        except OSError:
+            return True
 
     def close(self) -> None:
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -51,7 +51,9 @@ async def _serve(args: argparse.Namespace) -> int:
     if not functions:
         print(f"runtime-host: no function to serve under {args.functions}", file=sys.stderr)
         return EXIT_USAGE
-    host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress)
+    host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress,
+                freeze=not args.no_freeze, idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
+                drain_timeout_s=args.drain_timeout_s)
     try:
         await host.start()
     except HostError as exc:
@@ -80,9 +82,11 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    print("runtime-host: stopping; removing sandboxes ...", file=sys.stderr, flush=True)
+    print("runtime-host: stopping: no new invocations; letting those in flight finish ...", file=sys.stderr, flush=True)
+    await host.drain()
     await runner.cleanup()
     await host.stop()
+    print("runtime-host: stopped; every sandbox removed", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -143,6 +147,44 @@ async def _invoke(args: argparse.Namespace) -> int:
             return EXIT_HOST
 
 
+# --- ps -------------------------------------------------------------------------
+PS_COLUMNS = (("FUNCTION", "function", 20), ("CONTAINER", "container", 12), ("STATE", "state", 13),
+              ("AGE", "age_s", 8), ("INVOKES", "invocations", 7), ("IDLE", "idle_s", 8), ("INIT", "initialization_type", 23))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}s" if value < 120 else f"{value / 60:.0f}m"
+
+
+async def _ps(args: argparse.Namespace) -> int:
+    import aiohttp
+    from .invoke_api import HOST_SANDBOXES_PATH
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(args.endpoint_url.rstrip("/") + HOST_SANDBOXES_PATH) as resp:
+                rows = (await resp.json())["sandboxes"]
+    except (aiohttp.ClientError, ValueError, KeyError) as exc:
+        print(f"runtime-host: no host answers at {args.endpoint_url} ({exc}); start one with "
+              "'runtime-host serve --functions DIR'", file=sys.stderr)
+        return EXIT_HOST
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print("  ".join(f"{title:<{width}}" for title, _, width in PS_COLUMNS).rstrip())
+    for row in rows:
+        cells = []
+        for _, key, width in PS_COLUMNS:
+            value = row[key]
+            if key in ("age_s", "idle_s"):
+                value = _seconds(value)
+            cells.append(f"{str(value):<{width}}")
+        print("  ".join(cells).rstrip())
+    if not rows:
+        print("(no sandboxes)")
+    return EXIT_OK
+
+
 # --- images -----------------------------------------------------------------------
 def _images(args: argparse.Namespace) -> int:
     from . import images
@@ -159,6 +201,16 @@ def _images(args: argparse.Namespace) -> int:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--functions", required=True, help="a folder of function folders (or one function folder)")
     p.add_argument("--host", default="127.0.0.1", help="address of the Invoke API (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
+    p.add_argument("--no-freeze", action="store_true",
+                   help="do not freeze idle sandboxes (per function: freeze = false in function.toml)")
+    p.add_argument("--idle-ttl-s", type=_positive_int, default=600,
+                   help="shut down sandboxes idle this long (default: 600; per function: idle_ttl_s)")
+    p.add_argument("--init-timeout-s", type=float, default=10.0,
+                   help="limit of a sandbox's init phase (default: 10, as Lambda)")
+    p.add_argument("--drain-timeout-s", type=float, default=30.0,
+                   help="on Ctrl-C/SIGTERM, how long in-flight invocations may take to finish (default: 30)")
     common(p)
     p.set_defaults(handler=lambda a: asyncio.run(_serve(a)))
 
@@ -202,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invocation-type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"])
     event(p)
     p.set_defaults(handler=lambda a: asyncio.run(_invoke(a)))
+
+    p = sub.add_parser("ps", help="list the sandboxes of a running host",
+                       description="List the sandboxes of a running 'runtime-host serve': function, container, "
+                                   "state (READY, FROZEN, BUSY, ...), age, invocations served, idle time.")
+    p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=lambda a: asyncio.run(_ps(a)))
 
     p = sub.add_parser("images", help="build the runtime images (from Debian packages, no registry)",
                        description="Build the base image and the per-runtime images from Debian packages. "

@@ -20,26 +20,35 @@ from aiohttp import web
 from . import images
 from .backend.containers import BackendError, DockerBackend, NetworkInfo, host_labels
 from .config import IMAGE_OF_RUNTIME, FunctionConfig
-from .invocation import Invocation, Outcome
+from .invocation import Invocation, Outcome, platform_error
 from .logs import LogSink
 from .pool import FunctionPool
-from .protocol import LATEST, RUNTIME_API_PORT
+from .protocol import INIT_TIMEOUT_S, LATEST, RUNTIME_API_PORT
 from .runtime_api import RuntimeApi
 from .sandbox import Sandbox
+from .states import SandboxState
 
 log = logging.getLogger("runtime_host.host")
 
 DEFAULT_REGION = "us-east-1"
-SHUTDOWN_GRACE_S = 5.0
+DEFAULT_IDLE_TTL_S = 600           # a warm sandbox idle this long is shut down
+DEFAULT_DRAIN_TIMEOUT_S = 30.0     # on shutdown, how long in-flight invocations may take to finish
+REAP_INTERVAL_S = 1.0
 
 
 class HostError(RuntimeError):
     """The host cannot start; the message says what to do."""
 
 
+class HostStopping(RuntimeError):
+    """The host is shutting down and takes no new invocations."""
+
+
 class Host:
     def __init__(self, functions: dict[str, FunctionConfig], *, state_dir: Path = Path(".runtime-host"),
-                 region: str = DEFAULT_REGION, echo_logs: bool = True, image_progress=None):
+                 region: str = DEFAULT_REGION, echo_logs: bool = True, image_progress=None,
+                 freeze: bool = True, idle_ttl_s: int = DEFAULT_IDLE_TTL_S,
+                 init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -56,7 +65,14 @@ class Host:
         self._free_ips: list[str] = []
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._reaper: asyncio.Task | None = None
+        self._warned: set[str] = set()
         self.started_at = time.time()
+        self.freeze_enabled = freeze
+        self.idle_ttl_s = idle_ttl_s
+        self.init_timeout_s = init_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.stopping = False
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -80,6 +96,21 @@ class Host:
         # sandboxes reach the Runtime API, nothing outside the host does.
         await web.TCPSite(self._runner, str(self.network.gateway), RUNTIME_API_PORT).start()
         self.pools = {name: FunctionPool(self, fn) for name, fn in self.functions.items()}
+        # Provisioned sandboxes are initialized and frozen before the first invocation arrives.
+        await asyncio.gather(*(pool.provision() for pool in self.pools.values()))
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            now = time.monotonic()
+            for pool in self.pools.values():
+                pool.reap_idle(now)
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
 
     async def _ensure_images(self) -> None:
         needed = sorted({IMAGE_OF_RUNTIME[fn.runtime] for fn in self.functions.values() if not fn.is_image})
@@ -91,13 +122,33 @@ class Host:
             except images.ImageBuildError as exc:
                 raise HostError(str(exc)) from None
 
+    async def drain(self) -> None:
+        """No new invocations; in-flight ones may finish for up to
+        drain_timeout_s, then fail with a clear error (their sandbox is removed)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        in_flight = [inv for pool in self.pools.values() for inv in pool.in_flight()]
+        if in_flight:
+            log.info("waiting up to %.0f s for %d invocation(s) in flight", self.drain_timeout_s, len(in_flight))
+            await asyncio.wait([asyncio.ensure_future(asyncio.shield(inv.finished)) for inv in in_flight],
+                               timeout=self.drain_timeout_s)
+            for inv in in_flight:
+                inv.fail(platform_error(inv.request_id, "Sandbox.Failure",
+                                        f"runtime-host stopped; the invocation did not finish within "
+                                        f"{self.drain_timeout_s:.0f} s", status="failure"))
+
     async def stop(self) -> None:
-        """Removes every container and the network; in-flight invocations end
-        with an error (the sandbox is gone)."""
+        """drain(), then every container and the network are removed."""
+        await self.drain()
         for pool in self.pools.values():
             await pool.shutdown()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_GRACE_S)
+            _, pending = await asyncio.wait(list(self._tasks), timeout=30)
+            for task in pending:
+                task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.backend is not None:
@@ -119,6 +170,8 @@ class Host:
 
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                      client_context: str | None = None, trace_id: str | None = None) -> tuple[Invocation, Outcome]:
+        if self.stopping:
+            raise HostStopping("runtime-host is shutting down; no new invocations are accepted")
         inv = Invocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
                          invoked_arn=fn.arn(self.region, qualifier), client_context=client_context)
         if trace_id:
@@ -147,6 +200,25 @@ class Host:
 
     def sandboxes(self) -> list[Sandbox]:
         return [s for pool in self.pools.values() for s in pool.sandboxes.values()]
+
+    def describe_sandboxes(self) -> list[dict]:
+        """What `runtime-host ps` shows, one row per sandbox."""
+        now = time.monotonic()
+        rows = []
+        for sandbox in self.sandboxes():
+            busy = sandbox.state is SandboxState.BUSY
+            rows.append({
+                "function": sandbox.function.name,
+                "sandbox": sandbox.id,
+                "container": (sandbox.container_id or "")[:12],
+                "state": sandbox.state.value,
+                "initialization_type": sandbox.initialization_type,
+                "age_s": round(now - sandbox.created_at, 1),
+                "invocations": sandbox.invocations_served,
+                "idle_s": 0.0 if busy else round(now - sandbox.last_used_at, 1),
+                "address": sandbox.ip,
+            })
+        return sorted(rows, key=lambda r: (r["function"], -r["age_s"]))
 
     def _on_container_exit(self, container_id: str, exit_code: int, oom: bool) -> None:
         sandbox = self._by_container.get(container_id)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .config import FunctionConfig
+from .host import HostStopping
 from .logs import tail
 from .pool import SandboxStartFailed, Throttled
 from .protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runtime_host.invoke_api")
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+HOST_SANDBOXES_PATH = "/runtime-host/sandboxes"
 LOG_TYPES = ("None", "Tail")
 # How long an Event invocation that finds every sandbox busy waits before it
 # tries again (Lambda's queue retries throttles with backoff for up to 6 h).
@@ -73,7 +75,12 @@ class InvokeApi:
         app.router.add_get(f"{base}", self.list_functions)
         app.router.add_get(f"{base}/{{name}}", self.get_function)
         app.router.add_get(f"{base}/{{name}}/configuration", self.get_function_configuration)
+        # Not AWS: the host's own view, for `runtime-host ps`.
+        app.router.add_get(HOST_SANDBOXES_PATH, self.sandboxes)
         return app
+
+    async def sandboxes(self, request: web.Request) -> web.Response:
+        return web.json_response({"sandboxes": self.host.describe_sandboxes()})
 
     def _not_found(self, raw: str, qualifier: str | None = None) -> web.Response:
         arn = f"arn:aws:lambda:{self.host.region}:{ACCOUNT_ID}:function:{raw}"
@@ -135,6 +142,9 @@ class InvokeApi:
                 return aws_error(400, "InvalidRequestContentException",
                                  f"Client context must be base64-encoded JSON of at most "
                                  f"{MAX_CLIENT_CONTEXT_BASE64_BYTES} bytes")
+        if self.host.stopping:
+            return aws_error(503, "ServiceException", "runtime-host is shutting down; no new invocations are accepted",
+                             kind="Service")
         if fn.reserved_concurrency == 0:
             return self._throttled(fn)
         if invocation_type == "DryRun":
@@ -152,6 +162,8 @@ class InvokeApi:
             return self._throttled(fn)
         except SandboxStartFailed as exc:
             return aws_error(500, "ServiceException", f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
+        except HostStopping as exc:
+            return aws_error(503, "ServiceException", str(exc), kind="Service")
         headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
         if outcome.is_error:
             headers[H_FUNCTION_ERROR] = "Unhandled"
@@ -180,7 +192,7 @@ class InvokeApi:
             except Throttled:
                 await asyncio.sleep(EVENT_RETRY_S[min(attempt, len(EVENT_RETRY_S) - 1)])
                 attempt += 1
-            except SandboxStartFailed as exc:
+            except (SandboxStartFailed, HostStopping) as exc:
                 log.error("event invocation of %s dropped: %s", fn.name, exc)
                 return
 

@@ -25,7 +25,7 @@ import psutil
 from typing import TYPE_CHECKING
 
 from . import logs
-from .cgroups import ContainerCgroups
+from .cgroups import ContainerCgroups, Freezer
 from .invocation import Invocation, Outcome, platform_error
 from .protocol import RUNTIME_EXIT_ERROR, RUNTIME_OUT_OF_MEMORY
 from .states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
@@ -101,6 +101,9 @@ class Sandbox:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         self.output_task: asyncio.Task | None = None
+        self.freezer: Freezer | None = None
+        self.initialization_type = "on-demand"
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def state(self) -> SandboxState:
@@ -116,6 +119,7 @@ class Sandbox:
         """The container runs; pid is its first process on the host."""
         try:
             self.cgroups = ContainerCgroups.of_pid(pid)
+            self.freezer = Freezer.of(self.cgroups)
             # Init Duration counts from the runtime's exec, not from Docker's
             # container set-up (as in Lambda, where INIT excludes provisioning).
             age_s = time.time() - psutil.Process(pid).create_time()
@@ -210,6 +214,27 @@ class Sandbox:
             self.init_log += data
         self.pool.sink.write(self.function.name, data)
 
+    # --- freezing (the pool decides when; the cgroup does it) ----------------
+    def freeze(self) -> bool:
+        """READY -> FROZEN through the freezer cgroup; False if this sandbox
+        has no reachable freezer (the pool then uses the Engine's pause)."""
+        if self.freezer is None:
+            return False
+        self.life.apply(SandboxEvent.FREEZE)
+        self.freezer.freeze()
+        return True
+
+    def frozen_by_engine(self) -> None:
+        self.life.apply(SandboxEvent.FREEZE)
+
+    def thaw(self) -> bool:
+        """FROZEN -> READY; False if the Engine must unpause it (no freezer)."""
+        self.life.apply(SandboxEvent.THAW)
+        if self.freezer is None:
+            return False
+        self.freezer.thaw()
+        return True
+
     def read_memory_peak(self) -> int | None:
         if self.cgroups is not None:
             peak = self.cgroups.memory_peak_bytes()
@@ -232,4 +257,8 @@ class Sandbox:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(SandboxGone(self.id))
             self._waiter.exception()           # retrieved: nobody may be waiting any more
+        if self.freezer is not None:
+            self.freezer.close()
+        if not self.exited.done():
+            self.exited.set_result(None)
         self.pool.on_dead(self)

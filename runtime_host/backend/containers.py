@@ -202,6 +202,16 @@ class DockerBackend:
         except docker.errors.APIError:
             pass   # already stopped or gone: what we wanted
 
+    def pause(self, container_id: str) -> None:
+        """The Engine's freeze: only where the freezer cgroup cannot be reached."""
+        self.api.pause(container_id)
+
+    def unpause(self, container_id: str) -> None:
+        try:
+            self.api.unpause(container_id)
+        except docker.errors.APIError:
+            pass   # not paused, or gone
+
     def remove(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True, v=True)
