@@ -139,7 +139,11 @@ class FunctionPool:
         return None
 
     def _reserve_new(self, initialization_type: str = "on-demand") -> Sandbox:
-        if len(self.sandboxes) >= self.function.reserved_concurrency:
+        # Concurrency counts sandboxes that can hold an invocation; one being
+        # removed (crashed, timed out, reaped) no longer does.
+        alive = sum(1 for s in self.sandboxes.values()
+                    if s.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD))
+        if alive >= self.function.reserved_concurrency:
             raise Throttled(self.function.name)
         sandbox = Sandbox(self, sandbox_id=uuid.uuid4().hex[:12], ip=self.host.allocate_ip())
         sandbox.initialization_type = initialization_type

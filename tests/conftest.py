@@ -83,13 +83,14 @@ def functions_dir(tmp_path_factory, awslambdaric_function) -> Path:
     return root
 
 
-def start_host(functions_dir: Path, state_dir: Path, port: int | None = None) -> RunningHost:
+def start_host(functions_dir: Path, state_dir: Path, port: int | None = None,
+               extra_args: list[str] | None = None) -> RunningHost:
     port = port or free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = state_dir / "host.stderr"
     proc = subprocess.Popen(
         [RUNTIME_HOST, "serve", "--functions", str(functions_dir), "--port", str(port),
-         "--state-dir", str(state_dir)],
+         "--state-dir", str(state_dir), *(extra_args or [])],
         stdout=subprocess.DEVNULL, stderr=open(stderr_path, "wb"), cwd=REPO)
     host = RunningHost(proc, f"http://127.0.0.1:{port}", state_dir, functions_dir, stderr_path)
     deadline = time.monotonic() + HOST_START_TIMEOUT_S

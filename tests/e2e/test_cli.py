@@ -87,16 +87,18 @@ def test_containers_of_a_killed_host_are_removed_by_the_next(functions_dir, tmp_
     invoke(lambda_client, "hello-python", {})
     session_sandboxes = set(containers_of_host(host.pid))
     first = start_host(functions_dir, tmp_path / "first")
-    client = boto3.client("lambda", endpoint_url=first.endpoint, region_name="us-east-1",
-                          aws_access_key_id="t", aws_secret_access_key="t",
-                          config=Config(retries={"max_attempts": 1}))
-    invoke(client, "hello-python", {})
-    invoke(client, "hello-node", {})
-    left = containers_of_host(first.pid)
-    assert len(left) == 2
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait()
-    assert containers_of_host(first.pid) == left, "kill -9 leaves them behind"
+    try:
+        client = boto3.client("lambda", endpoint_url=first.endpoint, region_name="us-east-1",
+                              aws_access_key_id="t", aws_secret_access_key="t",
+                              config=Config(retries={"max_attempts": 1}))
+        invoke(client, "hello-python", {})
+        invoke(client, "hello-node", {})
+        left = containers_of_host(first.pid)
+        assert len(left) == 4, "hello-python, hello-node and the two provisioned py-provisioned sandboxes"
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+    assert sorted(containers_of_host(first.pid)) == sorted(left), "kill -9 leaves them behind"
     second = start_host(functions_dir, tmp_path / "second")
     try:
         assert containers_of_host(first.pid) == []
