@@ -8,12 +8,13 @@ FUNCTIONS ?= examples
 EVENT     ?= {}
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker images run serve test clean
+.PHONY: help venv docker images run serve test bench clean
 
 help:
 	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
 	@echo "make serve [FUNCTIONS=examples]   serve every function folder on http://127.0.0.1:9000"
 	@echo "make test                         the whole suite, end to end on the real Docker engine"
+	@echo "make bench                        benchmarks, as ratios to references measured in the same run"
 	@echo "make images                       build the runtime images (cached by content hash)"
 	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
 
@@ -39,6 +40,10 @@ serve: venv docker
 test: venv docker
 	$(RH) images build
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+bench: venv docker
+	$(RH) images build
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .runtime-host .pytest_cache

@@ -215,6 +215,7 @@ class Host:
                 "initialization_type": sandbox.initialization_type,
                 "age_s": round(now - sandbox.created_at, 1),
                 "invocations": sandbox.invocations_served,
+                "freezes": sandbox.freezes,
                 "idle_s": 0.0 if busy else round(now - sandbox.last_used_at, 1),
                 "address": sandbox.ip,
             })

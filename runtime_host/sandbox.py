@@ -102,6 +102,7 @@ class Sandbox:
         self.ready.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
         self.output_task: asyncio.Task | None = None
         self.freezer: Freezer | None = None
+        self.freezes = 0
         self.initialization_type = "on-demand"
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -222,10 +223,12 @@ class Sandbox:
             return False
         self.life.apply(SandboxEvent.FREEZE)
         self.freezer.freeze()
+        self.freezes += 1
         return True
 
     def frozen_by_engine(self) -> None:
         self.life.apply(SandboxEvent.FREEZE)
+        self.freezes += 1
 
     def thaw(self) -> bool:
         """FROZEN -> READY; False if the Engine must unpause it (no freezer)."""

@@ -1,0 +1,94 @@
+"""Warm invoke latency: sequential invocations of a 100-byte event to the
+python example on one keep-alive connection, with freezing on and off, and
+the loopback floor (a bare aiohttp request/response) in the same run.
+
+Two patterns: back to back (the next call often arrives before the runtime
+is back in GET next, so the sandbox is handed over without being frozen),
+and with an idle gap of IDLE_GAP_S between calls (not timed), so that every
+call finds its sandbox frozen and pays a thaw: that one shows what
+freeze+thaw costs per invocation. The freezing and the non-freezing host run
+side by side and calls alternate between them, so noise hits both alike.""" 
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from common import EVENT_100_BYTES, REPO, Caller, Host, free_port, invoke_path, percentiles
+
+FUNCTION = "hello-python"
+IDLE_GAP_S = 0.005
+
+
+def measure(port: int, n: int, warmup: int, gap_s: float = 0.0) -> dict:
+    caller = Caller(port, invoke_path(FUNCTION))
+    for _ in range(warmup):
+        status, _, _ = caller.call(EVENT_100_BYTES)
+        assert status == 200, status
+    samples = []
+    for _ in range(n):
+        if gap_s:
+            time.sleep(gap_s)
+        status, body, ms = caller.call(EVENT_100_BYTES)
+        assert status == 200, (status, body[:200])
+        samples.append(ms)
+    caller.close()
+    return percentiles(samples)
+
+
+def freezes(port: int) -> int:
+    rows = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/runtime-host/sandboxes"))["sandboxes"]
+    return sum(r["freezes"] for r in rows if r["function"] == FUNCTION)
+
+
+def floor(n: int, warmup: int) -> dict:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "floor_server.py"), str(port)])
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return measure(port, n, warmup)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure_interleaved(ports: dict[str, int], n: int, warmup: int, gap_s: float) -> dict[str, dict]:
+    """Alternates calls between hosts so that the machine's noise falls on
+    all of them alike (a paired comparison)."""
+    callers = {label: Caller(port, invoke_path(FUNCTION)) for label, port in ports.items()}
+    samples: dict[str, list[float]] = {label: [] for label in ports}
+    for i in range(warmup + n):
+        for label, caller in callers.items():
+            if gap_s:
+                time.sleep(gap_s)
+            status, body, ms = caller.call(EVENT_100_BYTES)
+            assert status == 200, (status, body[:200])
+            if i >= warmup:
+                samples[label].append(ms)
+    for caller in callers.values():
+        caller.close()
+    return {label: percentiles(s) for label, s in samples.items()}
+
+
+def run(n: int = 2000, warmup: int = 200) -> dict:
+    results = {"floor_loopback_aiohttp": floor(n, warmup)}
+    with Host(REPO / "examples") as on, Host(REPO / "examples", "--no-freeze") as off:
+        ports = {"freeze_on": on.port, "freeze_off": off.port}
+        for pattern, gap in (("back_to_back", 0.0), ("idle_gap", IDLE_GAP_S)):
+            before = {label: freezes(port) for label, port in ports.items()}
+            stats = measure_interleaved(ports, n, warmup, gap)
+            for label, port in ports.items():
+                stats[label]["freezes_per_invocation"] = (freezes(port) - before[label]) / (n + warmup)
+                results[f"{label}_{pattern}"] = stats[label]
+    for pattern in ("back_to_back", "idle_gap"):
+        results[f"freeze_thaw_cost_p50_ms_{pattern}"] = (results[f"freeze_on_{pattern}"]["p50"]
+                                                       - results[f"freeze_off_{pattern}"]["p50"])
+    return results
