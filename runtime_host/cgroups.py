@@ -63,6 +63,19 @@ class ContainerCgroups:
             return None
 
 
+def cpu_seconds(groups: ContainerCgroups) -> float | None:
+    """CPU time used by every process of the container so far."""
+    try:
+        if groups.v2:
+            for line in (groups.cpuacct / "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+            return None
+        return int((groups.cpuacct / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def bytes_to_mb_rounded_up(n: int) -> int:
     """Lambda prints whole MB; a partly used MB counts as used."""
     return math.ceil(n / (1024 * 1024))

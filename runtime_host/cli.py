@@ -51,9 +51,13 @@ async def _serve(args: argparse.Namespace) -> int:
     if not functions:
         print(f"runtime-host: no function to serve under {args.functions}", file=sys.stderr)
         return EXIT_USAGE
-    host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress,
-                freeze=not args.no_freeze, idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
-                drain_timeout_s=args.drain_timeout_s)
+    try:
+        host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress,
+                    freeze=not args.no_freeze, idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
+                    drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync)
+    except HostError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_HOST
     try:
         await host.start()
     except HostError as exc:
@@ -105,8 +109,12 @@ async def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"runtime-host: the event is not JSON ({exc}); pass e.g. EVENT='{{\"k\": \"v\"}}'", file=sys.stderr)
         return EXIT_USAGE
-    host = Host({fn.name: fn}, state_dir=Path(args.state_dir), region=args.region, echo_logs=False,
-                image_progress=_progress)
+    try:
+        host = Host({fn.name: fn}, state_dir=Path(args.state_dir), region=args.region, echo_logs=False,
+                    image_progress=_progress, prices_path=args.prices)
+    except HostError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_HOST
     try:
         await host.start()
         inv, outcome = await host.invoke(fn, payload or b"{}")
@@ -149,7 +157,9 @@ async def _invoke(args: argparse.Namespace) -> int:
 
 # --- ps -------------------------------------------------------------------------
 PS_COLUMNS = (("FUNCTION", "function", 20), ("CONTAINER", "container", 12), ("STATE", "state", 13),
-              ("AGE", "age_s", 8), ("INVOKES", "invocations", 7), ("IDLE", "idle_s", 8), ("INIT", "initialization_type", 23))
+              ("AGE", "age_s", 6), ("INVOKES", "invocations", 7), ("IDLE", "idle_s", 6),
+              ("MEM MB", "memory_now_mb", 7), ("PEAK MB", "memory_peak_mb", 7), ("LIMIT", "memory_mb", 6),
+              ("CPU S", "cpu_s", 8), ("INIT", "initialization_type", 23))
 
 
 def _seconds(value: float) -> str:
@@ -163,14 +173,17 @@ async def _ps(args: argparse.Namespace) -> int:
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(args.endpoint_url.rstrip("/") + HOST_SANDBOXES_PATH) as resp:
-                rows = (await resp.json())["sandboxes"]
+                view = await resp.json()
+                rows, host = view["sandboxes"], view["host"]
     except (aiohttp.ClientError, ValueError, KeyError) as exc:
         print(f"runtime-host: no host answers at {args.endpoint_url} ({exc}); start one with "
               "'runtime-host serve --functions DIR'", file=sys.stderr)
         return EXIT_HOST
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(view, indent=2))
         return EXIT_OK
+    print(f"host pid {host['pid']}: RSS {host['rss_mb']} MB, CPU {host['cpu_s']} s, up {_seconds(host['uptime_s'])}, "
+          f"{host['sandboxes']} sandbox(es) for {host['functions']} function(s)")
     print("  ".join(f"{title:<{width}}" for title, _, width in PS_COLUMNS).rstrip())
     for row in rows:
         cells = []
@@ -178,6 +191,8 @@ async def _ps(args: argparse.Namespace) -> int:
             value = row[key]
             if key in ("age_s", "idle_s"):
                 value = _seconds(value)
+            elif value is None:
+                value = "-"
             cells.append(f"{str(value):<{width}}")
         print("  ".join(cells).rstrip())
     if not rows:
@@ -221,8 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state-dir", default=".runtime-host", help="where logs are kept (default: .runtime-host)")
+        p.add_argument("--state-dir", default=".runtime-host",
+                       help="where logs and the billing ledger are kept (default: .runtime-host)")
         p.add_argument("--region", default="us-east-1", help="the AWS_REGION sandboxes see (default: us-east-1)")
+        p.add_argument("--prices", default=None,
+                       help="a price table in the shape of runtime_host/prices.toml (default: AWS list prices)")
 
     def event(p: argparse.ArgumentParser) -> None:
         p.add_argument("--event", help="the event, as JSON text (default: {})")
@@ -242,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="limit of a sandbox's init phase (default: 10, as Lambda)")
     p.add_argument("--drain-timeout-s", type=float, default=30.0,
                    help="on Ctrl-C/SIGTERM, how long in-flight invocations may take to finish (default: 30)")
+    p.add_argument("--ledger-sync", choices=["normal", "full"], default="normal",
+                   help="normal: ledger records survive the host being killed; full: also a power cut "
+                        "(an fsync per group commit)")
     common(p)
     p.set_defaults(handler=lambda a: asyncio.run(_serve(a)))
 
@@ -265,10 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ps", help="list the sandboxes of a running host",
                        description="List the sandboxes of a running 'runtime-host serve': function, container, "
-                                   "state (READY, FROZEN, BUSY, ...), age, invocations served, idle time.")
+                                   "state (READY, FROZEN, BUSY, ...), age, invocations served, idle time, memory "
+                                   "now and peak, CPU seconds used; and the host's own RSS and CPU.")
     p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=lambda a: asyncio.run(_ps(a)))
+
+    from . import billing_report
+    p = sub.add_parser("billing", help="what the billing ledger says was spent, per function",
+                       description="Summarize the billing ledger (kept by 'serve' and 'run' in the state directory): "
+                                   "per function invocations, errors, cold starts, p50/p99 duration, billed seconds, "
+                                   "GB-seconds and cost. No running host is needed.")
+    billing_report.add_arguments(p)
+    p.set_defaults(handler=billing_report.main)
 
     p = sub.add_parser("images", help="build the runtime images (from Debian packages, no registry)",
                        description="Build the base image and the per-runtime images from Debian packages. "

@@ -29,6 +29,8 @@ IMAGE_OF_RUNTIME = {"python3.11": "python3.11", "nodejs18.x": "nodejs18.x",
                     "provided": "provided", "provided.al2023": "provided"}
 
 MEMORY_MB_RANGE = (128, 10240)
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
 TIMEOUT_S_RANGE = (1, 900)
 EPHEMERAL_STORAGE_MB_RANGE = (512, 10240)
 # Lambda's default is the account's unreserved pool (1,000); a 2-core laptop
@@ -50,8 +52,10 @@ RESERVED_ENV = frozenset({
 KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
-    "provisioned_concurrency", "idle_ttl_s", "freeze",
+    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture",
 })
+# What the price table knows; sandboxes run on this machine's own CPU either way.
+ARCHITECTURES = ("x86_64", "arm64")
 MAX_IDLE_TTL_S = 7 * 24 * 3600
 
 
@@ -75,6 +79,7 @@ class FunctionConfig:
     provisioned_concurrency: int = 0
     idle_ttl_s: int | None = None      # None: the host's default
     freeze: bool = True
+    architecture: str = "x86_64"       # prices only: the code runs on this machine's CPU
 
     @property
     def lambda_runtime(self) -> str:
@@ -88,6 +93,15 @@ class FunctionConfig:
     @property
     def is_custom_runtime(self) -> bool:
         return self.runtime in ("provided", "provided.al2023")
+
+    @property
+    def vcpus(self) -> float:
+        """Lambda's CPU share for this memory size: 1,769 MB is one vCPU, and
+        10,240 MB six (spec §5.1); linear in between. The host caps it at the
+        machine's cores."""
+        if self.memory_mb <= MB_PER_VCPU:
+            return self.memory_mb / MB_PER_VCPU
+        return 1 + (self.memory_mb - MB_PER_VCPU) * (MAX_VCPUS - 1) / (MEMORY_MB_RANGE[1] - MB_PER_VCPU)
 
     def arn(self, region: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
@@ -172,6 +186,10 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
     if not isinstance(freeze, bool):
         raise _refuse(path, "freeze", freeze, "expected true or false")
 
+    architecture = raw.get("architecture", "x86_64")
+    if architecture not in ARCHITECTURES:
+        raise _refuse(path, "architecture", architecture, f"expected one of {', '.join(ARCHITECTURES)}")
+
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _refuse(path, "description", description, "expected a string")
@@ -189,7 +207,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         name=name, runtime=runtime, handler=handler, code_dir=folder, memory_mb=memory_mb,
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
-        idle_ttl_s=idle_ttl_s, freeze=freeze,
+        idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture,
     )
 
 

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
+
+import psutil
 
 from aiohttp import web
 
 from . import images
 from .backend.containers import BackendError, DockerBackend, NetworkInfo, host_labels
+from .billing import PriceTableError, load_prices
+from .cgroups import cpu_seconds
 from .config import IMAGE_OF_RUNTIME, FunctionConfig
+from .ledger import Ledger, LedgerError
 from .invocation import Invocation, Outcome, platform_error
 from .logs import LogSink
 from .pool import FunctionPool
@@ -36,6 +42,10 @@ DEFAULT_DRAIN_TIMEOUT_S = 30.0     # on shutdown, how long in-flight invocations
 REAP_INTERVAL_S = 1.0
 
 
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / 2**20, 1)
+
+
 class HostError(RuntimeError):
     """The host cannot start; the message says what to do."""
 
@@ -48,7 +58,8 @@ class Host:
     def __init__(self, functions: dict[str, FunctionConfig], *, state_dir: Path = Path(".runtime-host"),
                  region: str = DEFAULT_REGION, echo_logs: bool = True, image_progress=None,
                  freeze: bool = True, idle_ttl_s: int = DEFAULT_IDLE_TTL_S,
-                 init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S):
+                 init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
+                 prices_path: Path | None = None, ledger_sync: str = "normal"):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -73,10 +84,23 @@ class Host:
         self.init_timeout_s = init_timeout_s
         self.drain_timeout_s = drain_timeout_s
         self.stopping = False
+        self.cores = os.cpu_count() or 1
+        try:
+            self.prices = load_prices(prices_path)
+        except PriceTableError as exc:
+            raise HostError(f"{exc}; the host does not start with a price table it cannot read") from None
+        self.ledger_sync = ledger_sync
+        self.ledger: Ledger | None = None
+        self._process = psutil.Process()
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            self.ledger = Ledger(self.state_dir, self.ledger_sync)
+        except LedgerError as exc:
+            raise HostError(str(exc)) from None
+        self.ledger.start(loop)
         try:
             self.backend = await loop.run_in_executor(None, DockerBackend, self.id)
         except BackendError as exc:
@@ -158,6 +182,8 @@ class Host:
             if self.network is not None:
                 await self.backend.run(self.backend.remove_network, self.network)
             self.backend.close()
+        if self.ledger is not None:
+            self.ledger.close()
         self.sink.close()
 
     def track(self, task: asyncio.Task) -> None:
@@ -201,12 +227,21 @@ class Host:
     def sandboxes(self) -> list[Sandbox]:
         return [s for pool in self.pools.values() for s in pool.sandboxes.values()]
 
+    def describe_host(self) -> dict:
+        """The host process itself, for `runtime-host ps`."""
+        with self._process.oneshot():
+            cpu = self._process.cpu_times()
+            return {"pid": self._process.pid, "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
+                    "cpu_s": round(cpu.user + cpu.system, 2), "uptime_s": round(time.time() - self.started_at, 1),
+                    "sandboxes": len(self.sandboxes()), "functions": len(self.functions)}
+
     def describe_sandboxes(self) -> list[dict]:
         """What `runtime-host ps` shows, one row per sandbox."""
         now = time.monotonic()
         rows = []
         for sandbox in self.sandboxes():
             busy = sandbox.state is SandboxState.BUSY
+            cpu_s = cpu_seconds(sandbox.cgroups) if sandbox.cgroups else None
             rows.append({
                 "function": sandbox.function.name,
                 "sandbox": sandbox.id,
@@ -218,13 +253,26 @@ class Host:
                 "freezes": sandbox.freezes,
                 "idle_s": 0.0 if busy else round(now - sandbox.last_used_at, 1),
                 "address": sandbox.ip,
+                "memory_mb": sandbox.function.memory_mb,
+                "memory_now_mb": _mb(sandbox.cgroups.memory_now_bytes() if sandbox.cgroups else None),
+                "memory_peak_mb": _mb(sandbox.cgroups.memory_peak_bytes() if sandbox.cgroups else None),
+                "cpu_s": None if cpu_s is None else round(cpu_s, 3),
             })
         return sorted(rows, key=lambda r: (r["function"], -r["age_s"]))
 
     def _on_container_exit(self, container_id: str, exit_code: int, oom: bool) -> None:
         sandbox = self._by_container.get(container_id)
-        if sandbox is not None:
-            sandbox.on_exit(exit_code, oom)
+        if sandbox is None:
+            return
+        if exit_code == 128 + 9 and not oom:
+            # SIGKILL: the Engine knows whether the kernel's OOM killer sent it.
+            self.track(asyncio.create_task(self._exit_after_asking_engine(sandbox, exit_code)))
+            return
+        sandbox.on_exit(exit_code, oom)
+
+    async def _exit_after_asking_engine(self, sandbox: Sandbox, exit_code: int) -> None:
+        info = await self.backend.run(self.backend.exit_info, sandbox.container_id)
+        sandbox.on_exit(exit_code, bool(info and info.oom_killed))
 
     # --- what a sandbox is given --------------------------------------------
     def image_for(self, fn: FunctionConfig) -> str:

@@ -56,6 +56,8 @@ class Invocation:
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     received_at: float = field(default_factory=time.monotonic)
     received_epoch_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    clock_started_at: float = 0.0
+    clock_started_epoch_ms: int = 0
     life: InvocationLife = field(default_factory=InvocationLife)
     # Filled in as the invocation moves on (monotonic seconds).
     delivered_at: float | None = None
@@ -63,6 +65,8 @@ class Invocation:
     ended_at: float | None = None
     init_duration_ms: float | None = None     # set on a cold start
     sandbox_id: str | None = None
+    cold: bool = False                        # this invocation started its sandbox
+    max_memory_used_mb: int | None = None
     failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
     log: bytearray = field(default_factory=bytearray)
 
@@ -77,22 +81,30 @@ class Invocation:
     def state(self) -> InvocationState:
         return self.life.state
 
+    def start_clock(self) -> None:
+        """The function timeout runs from when a ready sandbox takes the
+        invocation: as in Lambda, a cold start's INIT has its own limit and
+        does not eat into the timeout."""
+        self.clock_started_at = time.monotonic()
+        self.clock_started_epoch_ms = int(time.time() * 1000)
+
     @property
     def deadline_ms(self) -> int:
-        """Epoch ms, as the Lambda-Runtime-Deadline-Ms header wants it: receive time + timeout."""
-        return self.received_epoch_ms + self.timeout_s * 1000
+        """Epoch ms, as the Lambda-Runtime-Deadline-Ms header wants it: invoke time + timeout."""
+        return self.clock_started_epoch_ms + self.timeout_s * 1000
 
     @property
     def deadline_monotonic(self) -> float:
-        return self.received_at + self.timeout_s
+        return self.clock_started_at + self.timeout_s
 
     @property
     def duration_ms(self) -> float:
-        """From handing the event to the runtime to receiving its result (or failing)."""
-        if self.delivered_at is None:
-            return 0.0
+        """From handing the event to the runtime to receiving its result (or
+        failing). An invocation that failed before its event was handed over
+        (its sandbox could not init) counts from when it was received."""
+        start = self.delivered_at if self.delivered_at is not None else self.received_at
         end = self.responded_at or self.ended_at or time.monotonic()
-        return max(0.0, (end - self.delivered_at) * 1000)
+        return max(0.0, (end - start) * 1000)
 
     # --- moves; each goes through the table in states.py ---------------------
     def deliver(self) -> None:

@@ -80,7 +80,7 @@ class InvokeApi:
         return app
 
     async def sandboxes(self, request: web.Request) -> web.Response:
-        return web.json_response({"sandboxes": self.host.describe_sandboxes()})
+        return web.json_response({"host": self.host.describe_host(), "sandboxes": self.host.describe_sandboxes()})
 
     def _not_found(self, raw: str, qualifier: str | None = None) -> web.Response:
         arn = f"arn:aws:lambda:{self.host.region}:{ACCOUNT_ID}:function:{raw}"

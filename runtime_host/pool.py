@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING
 from . import logs
 from .backend.containers import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
                                  ContainerSpec)
-from .billing import report_line
+from .billing import billed_duration_ms, cost_usd, gb_seconds, report_line
+from .ledger import Record
 from .cgroups import bytes_to_mb_rounded_up
 from .config import FunctionConfig
 from .invocation import Invocation, Outcome, platform_error
-from .protocol import LATEST, SANDBOX_TIMEDOUT
+from .protocol import LATEST, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
 from .sandbox import InitFailed, Sandbox
 from .states import InvocationState, SandboxEvent, SandboxState
 
@@ -51,6 +52,17 @@ SHUTDOWN_GRACE_S = 2.0
 RETURNING_WAIT_S = 0.25
 # spec §3.1: provisioned concurrency may take up to 130 s (or the timeout) to init.
 PROVISIONED_INIT_TIMEOUT_S = 130.0
+
+
+def ledger_outcome(outcome: Outcome) -> str:
+    """success | function_error | timeout | oom | crash, for the ledger."""
+    if not outcome.is_error:
+        return "success"
+    if outcome.error_type == SANDBOX_TIMEDOUT:
+        return "timeout"
+    if outcome.error_type == RUNTIME_OUT_OF_MEMORY:
+        return "oom"
+    return "crash" if outcome.platform else "function_error"
 
 
 class Throttled(Exception):
@@ -74,12 +86,41 @@ class FunctionPool:
 
     # --- invoking -----------------------------------------------------------
     async def invoke(self, inv: Invocation) -> Outcome:
-        """Runs one invocation to its outcome (what the caller gets). The rest
-        of the invocation (END/REPORT) finishes in the background; await
-        `inv.reported` for it."""
+        """Runs one invocation to its outcome (what the caller gets), recorded
+        in the ledger before it is returned. The rest of the invocation
+        (END/REPORT) finishes in the background; await `inv.reported` for it."""
         sandbox = await self._acquire()            # raises Throttled
         asyncio.create_task(self._report_when_finished(sandbox, inv))
+        try:
+            outcome = await self._run(sandbox, inv)
+        except SandboxStartFailed:
+            await self.host.ledger.record(self._ledger_record(sandbox, inv, inv.outcome.result()))
+            raise
+        await self.host.ledger.record(self._ledger_record(sandbox, inv, outcome))
+        return outcome
+
+    def _ledger_record(self, sandbox: Sandbox, inv: Invocation, outcome: Outcome) -> Record:
+        fn = self.function
+        inv.max_memory_used_mb = self._max_memory_used_mb(sandbox)
+        billed = billed_duration_ms(inv.duration_ms, inv.init_duration_ms)
+        return Record(
+            request_id=inv.request_id, function=fn.name, version=LATEST, started_at=inv.received_epoch_ms / 1000,
+            duration_ms=round(inv.duration_ms, 2), billed_ms=billed,
+            init_ms=round(inv.init_duration_ms, 2) if inv.init_duration_ms is not None else None,
+            memory_mb=fn.memory_mb, max_memory_used_mb=inv.max_memory_used_mb, cold=inv.cold,
+            outcome=ledger_outcome(outcome), error_type=outcome.error_type, architecture=fn.architecture,
+            gb_s=gb_seconds(billed, fn.memory_mb), cost_usd=cost_usd(billed, fn.memory_mb, self.host.prices[fn.architecture]))
+
+    def _max_memory_used_mb(self, sandbox: Sandbox) -> int:
+        """The sandbox's memory cgroup peak, in whole MB; the whole size after an OOM kill."""
+        peak = sandbox.read_memory_peak()
+        if sandbox.oom_killed or peak is None:
+            return self.function.memory_mb
+        return min(self.function.memory_mb, bytes_to_mb_rounded_up(peak))
+
+    async def _run(self, sandbox: Sandbox, inv: Invocation) -> Outcome:
         if sandbox.state is SandboxState.STARTING:
+            inv.cold = True
             try:
                 await self._start(sandbox)
                 await asyncio.wait_for(asyncio.shield(sandbox.ready), self.host.init_timeout_s)
@@ -104,6 +145,7 @@ class FunctionPool:
             inv.fail(platform_error(inv.request_id, "Sandbox.Failure", "the sandbox stopped before the event "
                                     "could be handed over", status="failure"))
             return inv.outcome.result()
+        inv.start_clock()
         sandbox.assign(inv)
         timer = asyncio.get_running_loop().call_at(inv.deadline_monotonic, self._on_deadline, sandbox, inv)
         inv.finished.add_done_callback(lambda _: timer.cancel())
@@ -172,7 +214,8 @@ class FunctionPool:
         env = self.host.sandbox_env(fn)
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = sandbox.initialization_type
         return ContainerSpec(image=image, command=command, env=env, labels=labels,
-                             ip=sandbox.ip, memory_mb=fn.memory_mb, tmp_mb=fn.ephemeral_storage_mb,
+                             ip=sandbox.ip, memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.host.cores),
+                             tmp_mb=fn.ephemeral_storage_mb,
                              code_dir=None if fn.is_image else fn.code_dir,
                              name=f"rh-{fn.name[:40]}-{sandbox.id}")
 
@@ -212,9 +255,9 @@ class FunctionPool:
             while (time.monotonic() - sandbox.last_output_at < OUTPUT_QUIET_S
                    and time.monotonic() - started < OUTPUT_SETTLE_MAX_S):
                 await asyncio.sleep(OUTPUT_QUIET_S)
-            peak = sandbox.read_memory_peak()
             fn = self.function
-            used_mb = fn.memory_mb if sandbox.oom_killed or peak is None else min(fn.memory_mb, bytes_to_mb_rounded_up(peak))
+            # The figure the ledger recorded, unless the sandbox was OOM-killed since.
+            used_mb = fn.memory_mb if sandbox.oom_killed else (inv.max_memory_used_mb or self._max_memory_used_mb(sandbox))
             failure = inv.failure      # only platform failures add Status to REPORT
             status = failure.status if failure else "success"
             report = report_line(inv.request_id, inv.duration_ms, fn.memory_mb, used_mb, inv.init_duration_ms,

@@ -39,6 +39,8 @@ SANDBOX_USER = "993:990"
 PIDS_LIMIT = 1024            # spec §4.2: processes/threads
 NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
 DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
+CFS_PERIOD_US = 100_000
+MIN_CFS_QUOTA_US = 1_000     # the kernel's floor
 SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
 
 
@@ -62,6 +64,7 @@ class ContainerSpec:
     labels: dict[str, str]
     ip: str
     memory_mb: int
+    cpus: float                        # CFS quota, in CPUs
     tmp_mb: int
     code_dir: Path | None              # mounted read-only at /var/task; None for image functions
     name: str | None = None
@@ -160,6 +163,8 @@ class DockerBackend:
         host_config = self.api.create_host_config(
             mem_limit=spec.memory_mb * 1024 * 1024,
             memswap_limit=spec.memory_mb * 1024 * 1024,       # equal to mem_limit: no swap
+            cpu_period=CFS_PERIOD_US,
+            cpu_quota=max(MIN_CFS_QUOTA_US, int(spec.cpus * CFS_PERIOD_US)),
             read_only=True,
             tmpfs={"/tmp": f"size={spec.tmp_mb}m,mode=1777,exec"},
             mounts=mounts,
