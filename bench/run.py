@@ -14,10 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ledger  # noqa: E402
 import warm  # noqa: E402
 from common import REPO, machine  # noqa: E402
 
-BENCHMARKS = {"warm": warm}
+BENCHMARKS = {"warm": warm, "ledger": ledger}
 
 
 def fmt(value) -> str:
@@ -38,7 +39,16 @@ def print_warm(r: dict) -> None:
           f"with an idle gap (every call thaws) {r['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms (target: <= 0.3 ms)")
 
 
-PRINTERS = {"warm": print_warm}
+def print_ledger(r: dict) -> None:
+    print("\nBilling ledger: record handed to the writer -> commit confirmed on the loop (ms)")
+    print(f"{'':24} {'p50':>8} {'p90':>8} {'p99':>8} {'records/s':>10}")
+    for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
+        sync, conc = key.split("_x")
+        s = r[key]
+        print(f"{f'sync={sync}, {conc} at once':24} {s['p50']:8.3f} {s['p90']:8.3f} {s['p99']:8.3f} {s['records_per_s']:10.0f}")
+
+
+PRINTERS = {"warm": print_warm, "ledger": print_ledger}
 
 
 def main() -> int:

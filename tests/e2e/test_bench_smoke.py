@@ -27,3 +27,5 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert warm["freeze_on_idle_gap"]["freezes_per_invocation"] > 0.5, "idle sandboxes were frozen"
     assert warm["freeze_off_idle_gap"]["freezes_per_invocation"] == 0
     assert "freeze+thaw cost at p50" in result.stdout
+    for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
+        assert figures["ledger"][key]["p50"] > 0 and figures["ledger"][key]["records_per_s"] > 0
