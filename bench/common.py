@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BENCH_FUNCTIONS = REPO / "bench" / "functions"
 RUNTIME_HOST = str(Path(sys.executable).parent / "runtime-host")
 EVENT_100_BYTES = json.dumps({"k": "v" * 91}).encode()
 assert len(EVENT_100_BYTES) == 100

@@ -33,7 +33,7 @@ async def _measure(sync: str, n: int, concurrency: int) -> dict:
             samples.append((time.perf_counter() - started) * 1000)
 
         started = time.perf_counter()
-        for _ in range(n // concurrency):
+        for _ in range(max(1, n // concurrency)):
             await asyncio.gather(*(one() for _ in range(concurrency)))
         wall = time.perf_counter() - started
         ledger.close()

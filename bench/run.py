@@ -27,7 +27,7 @@ def fmt(value) -> str:
 
 def print_warm(r: dict) -> None:
     floor = r["floor_loopback_aiohttp"]
-    print("\nWarm invoke latency (ms), 100-byte event, hello-python, sequential, one keep-alive connection")
+    print("\nWarm invoke latency (ms), 100-byte event, python (bench-python), sequential, one keep-alive connection")
     print(f"{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'freezes/inv':>12} {'p50 / floor':>12}")
     rows = [("floor: bare aiohttp on loopback", floor)] + [
         (f"ours, {k.replace('_', ' ')}", r[k]) for k in

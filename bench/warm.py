@@ -1,5 +1,5 @@
 """Warm invoke latency: sequential invocations of a 100-byte event to the
-python example on one keep-alive connection, with freezing on and off, and
+python example's handler (bench/functions/bench-python) on one keep-alive connection, with freezing on and off, and
 the loopback floor (a bare aiohttp request/response) in the same run.
 
 Two patterns: back to back (the next call often arrives before the runtime
@@ -17,10 +17,11 @@ import sys
 import time
 import urllib.request
 
+from common import BENCH_FUNCTIONS as FUNCTIONS
 from common import EVENT_100_BYTES, REPO, Caller, Host, free_port, invoke_path, percentiles
 
-FUNCTION = "hello-python"
-IDLE_GAP_S = 0.005
+FUNCTION = "bench-python"
+IDLE_GAP_S = 0.02        # longer than the host's freeze grace (5 ms): every call thaws
 
 
 def measure(port: int, n: int, warmup: int, gap_s: float = 0.0) -> dict:
@@ -80,7 +81,7 @@ def measure_interleaved(ports: dict[str, int], n: int, warmup: int, gap_s: float
 
 def run(n: int = 2000, warmup: int = 200) -> dict:
     results = {"floor_loopback_aiohttp": floor(n, warmup)}
-    with Host(REPO / "examples") as on, Host(REPO / "examples", "--no-freeze") as off:
+    with Host(FUNCTIONS) as on, Host(FUNCTIONS, "--no-freeze") as off:
         ports = {"freeze_on": on.port, "freeze_off": off.port}
         for pattern, gap in (("back_to_back", 0.0), ("idle_gap", IDLE_GAP_S)):
             before = {label: freezes(port) for label, port in ports.items()}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PEAK_FDS: dict[Path, int] = {}      # open memory-peak files, by cgroup directory
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,26 @@ class ContainerCgroups:
         return cls(memory=path, cpuacct=path, freezer=path, v2=True)
 
     def memory_peak_bytes(self) -> int | None:
+        """Read at the end of every invocation: through a file kept open."""
         if self.memory is None:
             return None
-        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
         try:
-            return int((self.memory / name).read_text())
+            fd = self._peak_fd()
+            return int(os.pread(fd, 32, 0))
         except (OSError, ValueError):
             return None
+
+    def _peak_fd(self) -> int:
+        fd = _PEAK_FDS.get(self.memory)
+        if fd is None:
+            name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+            fd = _PEAK_FDS[self.memory] = os.open(self.memory / name, os.O_RDONLY)
+        return fd
+
+    def close(self) -> None:
+        fd = _PEAK_FDS.pop(self.memory, None) if self.memory is not None else None
+        if fd is not None:
+            os.close(fd)
 
     def memory_now_bytes(self) -> int | None:
         if self.memory is None:

@@ -53,8 +53,10 @@ async def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress,
-                    freeze=not args.no_freeze, idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
-                    drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync)
+                    freeze=not args.no_freeze, freeze_grace_s=args.freeze_grace_ms / 1000,
+                    idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
+                    drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync,
+                    stem_cells=args.stem_cells)
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
@@ -110,8 +112,9 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"runtime-host: the event is not JSON ({exc}); pass e.g. EVENT='{{\"k\": \"v\"}}'", file=sys.stderr)
         return EXIT_USAGE
     try:
+        # No stem cells: one invocation, nothing to start ahead for.
         host = Host({fn.name: fn}, state_dir=Path(args.state_dir), region=args.region, echo_logs=False,
-                    image_progress=_progress, prices_path=args.prices)
+                    image_progress=_progress, prices_path=args.prices, stem_cells=0)
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
@@ -254,12 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
     p.add_argument("--no-freeze", action="store_true",
                    help="do not freeze idle sandboxes (per function: freeze = false in function.toml)")
+    p.add_argument("--freeze-grace-ms", type=float, default=5.0,
+                   help="how long an idle sandbox stays thawed before it is frozen (default: 5; 0: at once)")
     p.add_argument("--idle-ttl-s", type=_positive_int, default=600,
                    help="shut down sandboxes idle this long (default: 600; per function: idle_ttl_s)")
     p.add_argument("--init-timeout-s", type=float, default=10.0,
                    help="limit of a sandbox's init phase (default: 10, as Lambda)")
     p.add_argument("--drain-timeout-s", type=float, default=30.0,
                    help="on Ctrl-C/SIGTERM, how long in-flight invocations may take to finish (default: 30)")
+    p.add_argument("--stem-cells", type=int, default=1,
+                   help="containers kept started ahead, per runtime and memory size, so a cold start skips the "
+                        "container start (default: 1; 0: none)")
     p.add_argument("--ledger-sync", choices=["normal", "full"], default="normal",
                    help="normal: ledger records survive the host being killed; full: also a power cut "
                         "(an fsync per group commit)")

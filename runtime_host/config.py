@@ -96,16 +96,20 @@ class FunctionConfig:
 
     @property
     def vcpus(self) -> float:
-        """Lambda's CPU share for this memory size: 1,769 MB is one vCPU, and
-        10,240 MB six (spec §5.1); linear in between. The host caps it at the
-        machine's cores."""
-        if self.memory_mb <= MB_PER_VCPU:
-            return self.memory_mb / MB_PER_VCPU
-        return 1 + (self.memory_mb - MB_PER_VCPU) * (MAX_VCPUS - 1) / (MEMORY_MB_RANGE[1] - MB_PER_VCPU)
+        return vcpus_for_memory(self.memory_mb)
 
     def arn(self, region: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
         return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def vcpus_for_memory(memory_mb: int) -> float:
+    """Lambda's CPU share for a memory size: 1,769 MB is one vCPU, and
+    10,240 MB six (spec §5.1); linear in between. The host caps it at the
+    machine's cores."""
+    if memory_mb <= MB_PER_VCPU:
+        return memory_mb / MB_PER_VCPU
+    return 1 + (memory_mb - MB_PER_VCPU) * (MAX_VCPUS - 1) / (MEMORY_MB_RANGE[1] - MB_PER_VCPU)
 
 
 def _refuse(path: Path, field_name: str, value: object, allowed: str) -> ConfigError:

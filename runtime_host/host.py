@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -33,11 +34,13 @@ from .protocol import INIT_TIMEOUT_S, LATEST, RUNTIME_API_PORT
 from .runtime_api import RuntimeApi
 from .sandbox import Sandbox
 from .states import SandboxState
+from .stems import STEM_PATH, StemCells
 
 log = logging.getLogger("runtime_host.host")
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_IDLE_TTL_S = 600           # a warm sandbox idle this long is shut down
+DEFAULT_FREEZE_GRACE_S = 0.005     # an idle sandbox is frozen after this long
 DEFAULT_DRAIN_TIMEOUT_S = 30.0     # on shutdown, how long in-flight invocations may take to finish
 REAP_INTERVAL_S = 1.0
 
@@ -57,9 +60,10 @@ class HostStopping(RuntimeError):
 class Host:
     def __init__(self, functions: dict[str, FunctionConfig], *, state_dir: Path = Path(".runtime-host"),
                  region: str = DEFAULT_REGION, echo_logs: bool = True, image_progress=None,
-                 freeze: bool = True, idle_ttl_s: int = DEFAULT_IDLE_TTL_S,
+                 freeze: bool = True, freeze_grace_s: float = DEFAULT_FREEZE_GRACE_S,
+                 idle_ttl_s: int = DEFAULT_IDLE_TTL_S,
                  init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
-                 prices_path: Path | None = None, ledger_sync: str = "normal"):
+                 prices_path: Path | None = None, ledger_sync: str = "normal", stem_cells: int = 1):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -80,6 +84,7 @@ class Host:
         self._warned: set[str] = set()
         self.started_at = time.time()
         self.freeze_enabled = freeze
+        self.freeze_grace_s = freeze_grace_s
         self.idle_ttl_s = idle_ttl_s
         self.init_timeout_s = init_timeout_s
         self.drain_timeout_s = drain_timeout_s
@@ -92,6 +97,7 @@ class Host:
         self.ledger_sync = ledger_sync
         self.ledger: Ledger | None = None
         self._process = psutil.Process()
+        self.stems = StemCells(self, stem_cells)
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -113,7 +119,9 @@ class Host:
         upper_half = list(self.network.subnet.subnets(prefixlen_diff=1))[1]
         self._free_ips = [str(ip) for ip in upper_half.hosts()]   # pop() takes from the top
         self.backend.watch_exits(loop, self._on_container_exit)
-        self._runner = web.AppRunner(RuntimeApi(self).app(), access_log=None,
+        runtime_app = RuntimeApi(self).app()
+        runtime_app.router.add_get(STEM_PATH, self.stems.handle)
+        self._runner = web.AppRunner(runtime_app, access_log=None,
                                      keepalive_timeout=24 * 3600, handle_signals=False)
         await self._runner.setup()
         # The gateway address exists only on the host side of our private network:
@@ -123,6 +131,7 @@ class Host:
         # Provisioned sandboxes are initialized and frozen before the first invocation arrives.
         await asyncio.gather(*(pool.provision() for pool in self.pools.values()))
         self._reaper = asyncio.create_task(self._reap_forever())
+        self.stems.fill_all()
 
     async def _reap_forever(self) -> None:
         while True:
@@ -169,6 +178,7 @@ class Host:
         await self.drain()
         for pool in self.pools.values():
             await pool.shutdown()
+        await self.stems.shutdown()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=30)
             for task in pending:
@@ -184,6 +194,7 @@ class Host:
             self.backend.close()
         if self.ledger is not None:
             self.ledger.close()
+        shutil.rmtree(self.stems.root, ignore_errors=True)
         self.sink.close()
 
     def track(self, task: asyncio.Task) -> None:
@@ -210,6 +221,16 @@ class Host:
         if not self._free_ips:
             raise BackendError("the sandbox network has no free address left")
         return self._free_ips.pop()
+
+    def release_ip(self, ip: str) -> None:
+        self._free_ips.insert(0, ip)     # reuse addresses last: late packets hit nobody
+
+    @property
+    def runtime_api_address(self) -> str:
+        return f"{self.network.gateway}:{RUNTIME_API_PORT}"
+
+    def image_of(self, image_name: str) -> str:
+        return self._images[image_name]
 
     def register(self, sandbox: Sandbox) -> None:
         self._by_ip[sandbox.ip] = sandbox
@@ -263,6 +284,7 @@ class Host:
     def _on_container_exit(self, container_id: str, exit_code: int, oom: bool) -> None:
         sandbox = self._by_container.get(container_id)
         if sandbox is None:
+            self.stems.on_exit(container_id)
             return
         if exit_code == 128 + 9 and not oom:
             # SIGKILL: the Engine knows whether the kernel's OOM killer sent it.
@@ -282,7 +304,7 @@ class Host:
         """spec §4.1, with the function's own variables (validated in config)."""
         stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{LATEST}]{uuid.uuid4().hex}"
         env = {
-            "AWS_LAMBDA_RUNTIME_API": f"{self.network.gateway}:{RUNTIME_API_PORT}",
+            "AWS_LAMBDA_RUNTIME_API": self.runtime_api_address,
             "AWS_LAMBDA_FUNCTION_NAME": fn.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": LATEST,

@@ -1,11 +1,20 @@
 """The billing ledger: one durable record per finished invocation.
 
 Owns: the SQLite database (WAL) in the host's state directory, its schema,
-and getting records onto disk before their callers are answered. Writes
-happen on one writer thread that commits whatever has queued up in one
-transaction (a group commit), then resolves each record's future on the
-event loop; the Invoke API answers a caller only after its record's future
-is done, so no answered invocation is ever unrecorded.
+and getting records onto disk before their callers are answered. The
+Invoke API answers a caller only after its record's future is done, so no
+answered invocation is ever unrecorded.
+
+Two ways in, one connection guarded by one lock:
+- when nothing is being written (the common case), the record is committed
+  right there on the event loop: with synchronous=NORMAL a commit is an
+  append to the WAL in the OS's page cache, about 0.02 ms, less than handing
+  it to a thread and being woken back (about 0.19 ms here);
+- when a commit is under way (a burst), records queue for the writer thread,
+  which commits everything queued in one transaction (a group commit).
+WAL checkpoints (the slow part) are only ever run by the writer thread, when
+it is idle, never on the loop. With synchronous=FULL every record goes
+through the thread, since an fsync must never block the loop.
 
 Durability: `synchronous=NORMAL` (default) survives the host being killed
 (-9) at any moment: a committed transaction is in the WAL file, in the OS's
@@ -21,12 +30,13 @@ import logging
 import queue
 import sqlite3
 import threading
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 log = logging.getLogger("runtime_host.ledger")
 
 LEDGER_FILE = "ledger.sqlite3"
+CHECKPOINT_IDLE_S = 1.0      # the writer checkpoints the WAL after this long without records
 SCHEMA_VERSION = 1
 OUTCOMES = ("success", "function_error", "timeout", "oom", "crash")
 
@@ -96,7 +106,11 @@ class Ledger:
             raise LedgerError(f"ledger sync {sync!r} is not allowed; expected normal or full")
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / LEDGER_FILE
-        self._conn = connect(self.path, sync.upper())
+        self.sync = sync.upper()
+        self._conn = connect(self.path, self.sync)
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")    # checkpoints: writer thread only
+        self._lock = threading.Lock()
+        self._since_checkpoint = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -107,15 +121,51 @@ class Ledger:
         self._thread.start()
 
     def record(self, record: Record) -> asyncio.Future[None]:
-        """Queues a record; the future is done once it is committed."""
+        """The future is done once the record is committed."""
         future = self._loop.create_future()
+        if self.sync == "NORMAL" and self._queue.empty() and self._lock.acquire(blocking=False):
+            try:
+                self._commit([(record, future)])
+            finally:
+                self._lock.release()
+            return future
         self._queue.put((record, future))
         return future
 
+    def _commit(self, batch: list) -> None:
+        """Inserts and commits a batch, then resolves its futures (called
+        with the lock held, on the loop or on the writer thread)."""
+        error = None
+        try:
+            self._conn.execute("BEGIN")
+            for record, _ in batch:
+                try:
+                    self._conn.execute(INSERT, [getattr(record, c) for c in COLUMNS])
+                except sqlite3.IntegrityError:
+                    log.error("ledger already holds request %s; not recorded twice", record.request_id)
+            self._conn.execute("COMMIT")
+            self._since_checkpoint += len(batch)
+        except sqlite3.Error as exc:
+            error = LedgerError(f"billing ledger {self.path} could not be written: {exc}")
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        futures = [f for _, f in batch]
+        if threading.current_thread() is self._thread:
+            self._loop.call_soon_threadsafe(self._resolve, futures, error)
+        else:
+            self._resolve(futures, error)
+
     def _write_forever(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=CHECKPOINT_IDLE_S)
+            except queue.Empty:
+                self._checkpoint()
+                continue
             if item is None:
+                self._checkpoint()
                 return
             batch = [item]
             while True:                      # group commit: everything queued meanwhile
@@ -127,22 +177,19 @@ class Ledger:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            error = None
+            with self._lock:
+                self._commit(batch)
+
+    def _checkpoint(self) -> None:
+        """Moves the WAL into the database file while nothing else is written."""
+        if self._since_checkpoint == 0:
+            return
+        with self._lock:
             try:
-                self._conn.execute("BEGIN")
-                for record, _ in batch:
-                    try:
-                        self._conn.execute(INSERT, astuple(record))
-                    except sqlite3.IntegrityError:
-                        log.error("ledger already holds request %s; not recorded twice", record.request_id)
-                self._conn.execute("COMMIT")
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._since_checkpoint = 0
             except sqlite3.Error as exc:
-                error = LedgerError(f"billing ledger {self.path} could not be written: {exc}")
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            self._loop.call_soon_threadsafe(self._resolve, [f for _, f in batch], error)
+                log.warning("ledger checkpoint failed (will retry): %s", exc)
 
     @staticmethod
     def _resolve(futures: list[asyncio.Future], error: Exception | None) -> None:

@@ -11,7 +11,8 @@ Must not: keep its own copy of a sandbox's state. `idle` holds exactly the
 sandboxes that are READY or FROZEN with nothing to do, kept in step by
 on_released / on_dead; everything else about a sandbox is in its `life`.
 
-Timers, all named with their unit: INIT limit (host.init_timeout_s),
+Timers, all named with their unit: freeze grace (host.freeze_grace_s: how
+long an idle sandbox stays thawed before it is frozen), INIT limit (host.init_timeout_s),
 function timeout (FunctionConfig.timeout_s), idle_ttl_s (host default or
 per function), SHUTDOWN_GRACE_S between SIGTERM and SIGKILL,
 RETURNING_WAIT_S (how long an invocation waits for a sandbox that has
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 import uuid
 from collections import deque
@@ -44,10 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime_host.pool")
 
-# After an invocation ends, wait for the container's output to go quiet for
-# this long (at most OUTPUT_SETTLE_MAX_S) before END/REPORT close its log.
+# After an invocation ends, output that arrived less than this long ago may
+# have more behind it: END/REPORT wait that long before closing the log.
 OUTPUT_QUIET_S = 0.005
-OUTPUT_SETTLE_MAX_S = 0.05
 SHUTDOWN_GRACE_S = 2.0
 RETURNING_WAIT_S = 0.25
 # spec §3.1: provisioned concurrency may take up to 130 s (or the timeout) to init.
@@ -193,6 +194,11 @@ class FunctionPool:
         return sandbox
 
     async def _start(self, sandbox: Sandbox) -> None:
+        stems = self.host.stems
+        stem = stems.take(stems.key_of(self.function)) if sandbox.initialization_type == "on-demand" else None
+        if stem is not None:
+            await self._start_from_stem(sandbox, stem)
+            return
         spec = self._container_spec(sandbox)
         backend = self.host.backend
         sandbox.container_id = await backend.run(backend.create_container, spec, self.host.network)
@@ -202,6 +208,21 @@ class FunctionPool:
         sandbox.launching()
         pid = await backend.run(backend.start, sandbox.container_id)
         sandbox.launched(pid)
+
+    async def _start_from_stem(self, sandbox: Sandbox, stem) -> None:
+        """A running stem cell becomes this sandbox: no container start on
+        the invocation's path, only the runtime's own init."""
+        self.host.release_ip(sandbox.ip)
+        sandbox.ip, sandbox.container_id, sandbox.stem_dir = stem.ip, stem.container_id, stem.task_dir
+        self.host.register(sandbox)
+        stem.on_output = sandbox.on_output
+        sandbox.output_task = stem.output_task
+        spec = self._container_spec(sandbox)
+        sandbox.launching()
+        await self.host.stems.specialize(stem, self.function, spec.env, spec.command)
+        sandbox.launched(stem.pid)
+        backend = self.host.backend    # so `docker ps` names its function (off the invocation's path)
+        self.host.track(asyncio.create_task(backend.run(backend.rename, stem.container_id, spec.name)))
 
     def _container_spec(self, sandbox: Sandbox) -> ContainerSpec:
         fn = self.function
@@ -251,10 +272,11 @@ class FunctionPool:
     async def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
         try:
             await inv.finished
-            started = time.monotonic()
-            while (time.monotonic() - sandbox.last_output_at < OUTPUT_QUIET_S
-                   and time.monotonic() - started < OUTPUT_SETTLE_MAX_S):
-                await asyncio.sleep(OUTPUT_QUIET_S)
+            # Docker copies output asynchronously: if some arrived just now,
+            # give the rest of it a moment to land before END closes the log.
+            quiet_for = OUTPUT_QUIET_S - (time.monotonic() - sandbox.last_output_at)
+            if quiet_for > 0:
+                await asyncio.sleep(quiet_for)
             fn = self.function
             # The figure the ledger recorded, unless the sandbox was OOM-killed since.
             used_mb = fn.memory_mb if sandbox.oom_killed else (inv.max_memory_used_mb or self._max_memory_used_mb(sandbox))
@@ -286,8 +308,10 @@ class FunctionPool:
             return
         self.idle.append(sandbox)
         if self.freeze_enabled:
-            # call_soon: the caller's answer, already on its way, goes out first.
-            asyncio.get_running_loop().call_soon(self._freeze, sandbox)
+            # After a short grace (OpenWhisk's pauseGrace): a caller invoking
+            # again at once finds it still thawed, and the answer already on
+            # its way goes out first. _freeze checks it is still idle.
+            asyncio.get_running_loop().call_later(self.host.freeze_grace_s, self._freeze, sandbox)
 
     def on_dead(self, sandbox: Sandbox) -> None:
         if sandbox in self.idle:
@@ -367,6 +391,8 @@ class FunctionPool:
                 sandbox.output_task.cancel()
             self.sandboxes.pop(sandbox.id, None)
             self.host.unregister(sandbox)
+            if sandbox.stem_dir is not None:
+                shutil.rmtree(sandbox.stem_dir, ignore_errors=True)
             if (not self.host.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == "provisioned-concurrency"):
                 self.host.track(asyncio.create_task(self.provision()))   # Lambda keeps provisioned capacity up

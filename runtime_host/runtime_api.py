@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -68,7 +69,52 @@ async def read_limited(request: web.Request, limit: int) -> tuple[bytes, int]:
         elif size < limit:
             chunks.append(chunk[:limit - size])
         size += len(chunk)
-    return b"".join(chunks), size
+    body = b"".join(chunks)
+    if (call := request.get(OBSERVED_CALL)) is not None:       # protocol observer hook (below)
+        call["body"], call["body_size"] = body[:OBSERVED_BODY_BYTES], size
+    return body, size
+
+
+# --- protocol observer hook ------------------------------------------------------
+# For `runtime-host conformance` (runtime_host/conformance/): when the host
+# has a `protocol_observer` (an object with a `record(call)` method), every
+# request on this API, including those to unknown paths (404) and with the
+# wrong method (405), is recorded as a dict: monotonic and epoch arrival
+# time, method, path, the sandbox (id, function) its address belongs to,
+# request headers, and when answered: status, response headers, epoch time;
+# for POSTs the body's size and its first OBSERVED_BODY_BYTES. `record` gets
+# the dict on arrival (a GET next may stay open a long time); the same dict is
+# completed in place. Without an observer no middleware is installed.
+OBSERVED_CALL = "runtime_host.observed_call"
+OBSERVED_BODY_BYTES = 65536
+
+
+def protocol_observer_middleware(host: "Host"):
+    observer = host.protocol_observer
+
+    @web.middleware
+    async def observe(request: web.Request, handler):
+        sandbox = host.sandbox_at(request.remote or "")
+        call = {"at": time.monotonic(), "at_epoch_ms": time.time() * 1000, "method": request.method,
+                "path": request.path, "remote": request.remote,
+                "sandbox": sandbox.id if sandbox else None, "function": sandbox.function.name if sandbox else None,
+                "headers": dict(request.headers), "status": None, "response_headers": {},
+                "body": b"", "body_size": None, "done_epoch_ms": None}
+        request[OBSERVED_CALL] = call
+        observer.record(call)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            call["status"] = exc.status
+            raise
+        finally:
+            call["done_epoch_ms"] = time.time() * 1000
+        call["status"] = response.status
+        call["response_headers"] = dict(response.headers)
+        return response
+
+    return observe
+# --- end of the protocol observer hook --------------------------------------------
 
 
 class RuntimeApi:
@@ -77,6 +123,8 @@ class RuntimeApi:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024)
+        if getattr(self.host, "protocol_observer", None) is not None:    # conformance only
+            app.middlewares.append(protocol_observer_middleware(self.host))
         base = f"/{RUNTIME_API_VERSION}"
         # ROUTES: the whole Runtime API surface.
         app.router.add_get(f"{base}/runtime/invocation/next", self.next)

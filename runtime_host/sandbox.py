@@ -103,6 +103,7 @@ class Sandbox:
         self.output_task: asyncio.Task | None = None
         self.freezer: Freezer | None = None
         self.freezes = 0
+        self.stem_dir = None                       # the folder behind /var/task, when started from a stem cell
         self.initialization_type = "on-demand"
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -262,6 +263,8 @@ class Sandbox:
             self._waiter.exception()           # retrieved: nobody may be waiting any more
         if self.freezer is not None:
             self.freezer.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
         if not self.exited.done():
             self.exited.set_result(None)
         self.pool.on_dead(self)

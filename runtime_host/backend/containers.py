@@ -207,6 +207,12 @@ class DockerBackend:
         except docker.errors.APIError:
             pass   # already stopped or gone: what we wanted
 
+    def rename(self, container_id: str, name: str) -> None:
+        try:
+            self.api.rename(container_id, name)
+        except docker.errors.APIError:
+            pass   # a name is a convenience for `docker ps`; never worth failing over
+
     def pause(self, container_id: str) -> None:
         """The Engine's freeze: only where the freezer cgroup cannot be reached."""
         self.api.pause(container_id)

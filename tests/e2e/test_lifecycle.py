@@ -114,12 +114,12 @@ def test_burst_starts_n_sandboxes_then_all_freeze_and_the_next_burst_reuses_them
             return list(pool.map(lambda _: invoke(client, "py-provisioned", {"action": "sleep", "seconds": 1}),
                                  range(n)))
 
-    first = {body["env"]["HOSTNAME"] for _, body in burst()}
+    first = {body["hostname"] for _, body in burst()}
     assert len(first) == n, "three concurrent invocations ran in three sandboxes"
     time.sleep(0.2)
     rows = sandboxes(host, "py-provisioned")
     assert len(rows) == n and all(r["state"] == "FROZEN" for r in rows)
-    second = {body["env"]["HOSTNAME"] for _, body in burst()}
+    second = {body["hostname"] for _, body in burst()}
     assert second == first, "the second burst reused the same sandboxes"
 
 
@@ -129,10 +129,10 @@ def test_most_recently_used_sandbox_is_picked_first(host):
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda s: invoke(client, "py-provisioned", {"action": "sleep", "seconds": s}),
                                 (0.3, 0.6, 0.9)))
-    hostnames = [body["env"]["HOSTNAME"] for _, body in results]
+    hostnames = [body["hostname"] for _, body in results]
     assert len(set(hostnames)) == 3
     _, body = invoke(client, "py-provisioned", {})
-    assert body["env"]["HOSTNAME"] == hostnames[2]
+    assert body["hostname"] == hostnames[2]
 
 
 # --- provisioned concurrency ----------------------------------------------------------

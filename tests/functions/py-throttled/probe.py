@@ -1,5 +1,6 @@
 """Does what the event asks, and reports what it sees of its sandbox."""
 import os
+import socket
 import time
 
 INVOCATIONS = 0          # module state: survives between invocations of one sandbox
@@ -35,6 +36,7 @@ def handler(event, context):
     return {
         "invocations": INVOCATIONS,
         "pid": os.getpid(),
+        "hostname": socket.gethostname(),       # the container's id, shortened
         "uid": os.getuid(),
         "cwd": os.getcwd(),
         "env": {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},

@@ -1,0 +1,27 @@
+// A stem cell: a sandbox started ahead of need, before it knows its function.
+// It asks the host (GET /runtime-host/stem, a long poll on the Runtime API's
+// address) which function it becomes, takes that function's environment and
+// becomes its runtime in this same process (Node 18 has no exec), so that on
+// a cold start only the runtime's own init is left to do.
+'use strict';
+const http = require('http');
+
+const [host, port] = process.env.AWS_LAMBDA_RUNTIME_API.split(':');
+http.get({ host, port: Number(port), path: '/runtime-host/stem' }, (res) => {
+  const chunks = [];
+  res.on('data', (c) => chunks.push(c));
+  res.on('end', () => {
+    if (res.statusCode !== 200) {
+      process.stderr.write(`stem: the host answered ${res.statusCode}\n`);
+      process.exit(1);
+    }
+    const spec = JSON.parse(Buffer.concat(chunks).toString());
+    for (const key of Object.keys(process.env)) delete process.env[key];
+    Object.assign(process.env, spec.env);
+    process.chdir('/var/task');
+    require('/var/runtime/runtime.js');
+  });
+}).on('error', (err) => {
+  process.stderr.write(`stem: ${err.message}\n`);
+  process.exit(1);
+});
