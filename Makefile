@@ -8,11 +8,12 @@ FUNCTIONS ?= examples
 EVENT     ?= {}
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker images run serve test bench clean
+.PHONY: help venv docker images run serve conformance test bench clean
 
 help:
 	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
 	@echo "make serve [FUNCTIONS=examples]   serve every function folder on http://127.0.0.1:9000"
+	@echo "make conformance FUNC=path        check a function folder or a bootstrap against the Runtime API contract"
 	@echo "make test                         the whole suite, end to end on the real Docker engine"
 	@echo "make bench                        benchmarks, as ratios to references measured in the same run"
 	@echo "make images                       build the runtime images (cached by content hash)"
@@ -36,6 +37,9 @@ run: venv docker
 
 serve: venv docker
 	$(RH) serve --functions $(FUNCTIONS)
+
+conformance: venv docker
+	@$(RH) conformance $(FUNC) $(CONFORMANCE_ARGS)
 
 test: venv docker
 	$(RH) images build

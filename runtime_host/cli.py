@@ -308,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     billing_report.add_arguments(p)
     p.set_defaults(handler=billing_report.main)
 
+    from .conformance import cli as conformance_cli
+    p = sub.add_parser("conformance", help="check that a runtime follows the Runtime API and survives Lambda",
+                       description="Run every conformance scenario against a function folder (any runtime) or a "
+                                   "bare bootstrap, in real sandboxes, and print what was expected, what was seen "
+                                   "and how to fix a failure. Exit status 1 when a scenario fails.")
+    conformance_cli.add_arguments(p)
+    p.set_defaults(handler=conformance_cli.main)
+
     p = sub.add_parser("images", help="build the runtime images (from Debian packages, no registry)",
                        description="Build the base image and the per-runtime images from Debian packages. "
                                    "Images whose inputs did not change are not rebuilt.")

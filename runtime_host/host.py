@@ -254,7 +254,8 @@ class Host:
             cpu = self._process.cpu_times()
             return {"pid": self._process.pid, "rss_mb": round(self._process.memory_info().rss / 2**20, 1),
                     "cpu_s": round(cpu.user + cpu.system, 2), "uptime_s": round(time.time() - self.started_at, 1),
-                    "sandboxes": len(self.sandboxes()), "functions": len(self.functions)}
+                    "sandboxes": len(self.sandboxes()), "functions": len(self.functions),
+                    "stem_cells_ready": self.stems.ready_count()}
 
     def describe_sandboxes(self) -> list[dict]:
         """What `runtime-host ps` shows, one row per sandbox."""

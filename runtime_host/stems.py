@@ -6,9 +6,11 @@ memory size, /tmp size) its functions use, each with a small stem program
 waiting in GET /runtime-host/stem (a long poll, on the Runtime API's
 address). At a cold start the pool takes one, links the function's code
 into the folder mounted at its /var/task, and answers the stem with the
-function's environment and its runtime's command; the stem execs it. What
-is left on the invocation's path is the runtime's own init, as OpenWhisk's
-stem cells and Fission's pools do.
+function's environment and its runtime's command. The shell stem execs the
+command; the Python and Node stems have their interpreter and our runtime
+client loaded already and run it in place with the new environment. What
+is left on the invocation's path is the runtime's (and the function's) own
+init, as with OpenWhisk's stem cells and Fission's pools.
 
 Owns: starting, handing out and replacing stems, and the stem endpoint.
 Must not: know about invocations; once specialized a container belongs to
@@ -43,7 +45,7 @@ STEM_PATH = "/runtime-host/stem"
 LABEL_STEM = LABEL_PREFIX + "stem"
 # The stem program each of our images carries.
 STEM_COMMAND = {
-    "python3.11": ["/usr/bin/python3", "-S", "/var/runtime/stem.py"],
+    "python3.11": ["/usr/bin/python3", "-u", "/var/runtime/stem.py"],
     "nodejs18.x": ["/usr/bin/node", "/var/runtime/stem.js"],
     "provided": ["/var/runtime/stem"],
 }
@@ -170,6 +172,10 @@ class StemCells:
             text = f"cd /var/task && exec env -i {assignments} {' '.join(map(shlex.quote, spec['command']))}\n"
             return web.Response(text=text)
         return web.Response(body=json.dumps(spec).encode(), content_type="application/json")
+
+    def ready_count(self) -> int:
+        return sum(1 for group in self._stems.values() for s in group
+                   if s.asked.is_set() and s.waiting is not None and not s.waiting.done())
 
     # --- removal ----------------------------------------------------------------------
     def _discard(self, stem: Stem) -> None:

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     names = ", ".join(s.name for s in SCENARIOS)
     p.add_argument("path", metavar="PATH", help="a function folder (holding function.toml) or a bootstrap executable")
-    p.add_argument("--handler", default=None,
+    p.add_argument("--handler", dest="function_handler", default=None,
                    help=f"_HANDLER for a bare bootstrap (default: {DEFAULT_HANDLER}); for a folder, overrides "
                         "function.toml")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         select([s.name for s in SCENARIOS], _names(args.only), _names(args.skip))
-        target = load_target(args.path, args.handler)
+        target = load_target(args.path, args.function_handler)
     except (ConfigError, ValueError) as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_USAGE

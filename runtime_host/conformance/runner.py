@@ -53,9 +53,10 @@ OUTPUT_SETTLE_S = 0.1             # container output reaches the log a moment af
 DRAIN_TIMEOUT_S = 2.0
 
 
-def answered_by_runtime(outcome: Outcome) -> bool:
-    """The runtime posted this (a response or an error), not the platform (timeout, crash)."""
-    return not outcome.platform
+def answered_by_runtime(inv: Invocation, outcome: Outcome) -> bool:
+    """The runtime took this event and posted its result (a response or an error); not the
+    platform (timeout, crash) nor an init error standing in for it."""
+    return inv.delivered_at is not None and not outcome.platform
 
 
 def platform_detail(outcome: Outcome) -> str:
@@ -75,7 +76,7 @@ class Run:
 
     @property
     def answered(self) -> bool:
-        return answered_by_runtime(self.outcome)
+        return answered_by_runtime(self.inv, self.outcome)
 
 
 @dataclass

@@ -106,10 +106,11 @@ def error_type_of(run: Run) -> str | None:
 
 
 def describe_outcome(run: Run) -> str:
+    took = f" in {run.inv.duration_ms:.0f} ms"
     if not run.outcome.is_error:
-        return "response"
+        return "response" + took
     if run.answered:
-        return f"error {error_type_of(run)}"
+        return f"error {error_type_of(run)}{took}"
     return f"{run.outcome.error_type}: {platform_detail(run.outcome)}"
 
 
