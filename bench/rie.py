@@ -51,7 +51,9 @@ INVOKE_PATH = invoke_path("function")  # classic RIE serves only this path
 START_TIMEOUT_S = 30
 CALL_TIMEOUT_S = 60
 CONCURRENT_ROUNDS = 50  # simultaneous pairs sent to a warm container before giving up on a collision
-LOG_TAIL_LINES = 15
+EXIT_GRACE_S = 2.0
+LOG_TAIL_LINES = 60
+NOTABLE_LOG_WORDS = ("ReserveFailed", "panic", "signal SIG", "server.go", "Reset", "Error", "error")
 
 Progress = Callable[[str], None]
 
@@ -172,31 +174,28 @@ class RieContainer:
     """One classic RIE container (`docker run -d --rm`) on the host network,
     its emulator on 127.0.0.1:port and its Runtime API on another loopback
     port. The constructor returns once the emulator accepts connections
-    (the runtime itself starts lazily, on the first invoke)."""
+    (the runtime itself starts lazily, on the first invoke).
+
+    keep_after_exit=True drops --rm, so that a container that dies (RIE
+    panics on a concurrent request) can still tell its exit code and log;
+    stop() removes it either way."""
 
     invoke_path = INVOKE_PATH
 
-    def __init__(self, image: str, *, network: str = "host", follow_logs: bool = False):
+    def __init__(self, image: str, *, network: str = "host", keep_after_exit: bool = False):
         if network != "host":
             raise ValueError("RIE containers listen on 127.0.0.1 of the host: network must be 'host'")
         self.port, self.runtime_api_port = _two_free_ports()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._log_file = tempfile.TemporaryFile() if follow_logs else None
-        self._log_follower: subprocess.Popen | None = None
-        self._waiter: subprocess.Popen | None = None
+        self.id = ""
         self.started = time.perf_counter()
-        self.id = _docker("run", "-d", "--rm", "--network", network, "--label", LABEL,
-                          *(f"--env={k}={v}" for k, v in FUNCTION_ENV.items()), image,
-                          "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
-                          "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
-                          *RUNTIME_COMMAND).strip()
-        self.run_returned = time.perf_counter()
         try:
-            if follow_logs:  # the container removes itself on exit (--rm): read its end as it happens
-                self._log_follower = subprocess.Popen(["docker", "logs", "-f", self.id], stdout=self._log_file,
-                                                      stderr=subprocess.STDOUT)
-                self._waiter = subprocess.Popen(["docker", "wait", self.id], stdout=subprocess.PIPE,
-                                                stderr=subprocess.DEVNULL, text=True)
+            self.id = _docker("run", "-d", *(() if keep_after_exit else ("--rm",)), "--network", network,
+                              "--label", LABEL, *(f"--env={k}={v}" for k, v in FUNCTION_ENV.items()), image,
+                              "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+                              "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
+                              *RUNTIME_COMMAND).strip()
+            self.run_returned = time.perf_counter()
             self._wait_listening()
         except BaseException:
             self.stop()
@@ -222,35 +221,21 @@ class RieContainer:
         caller.conn.timeout = CALL_TIMEOUT_S
         return caller
 
-    def running(self) -> bool:
-        state = _docker("inspect", "--format", "{{.State.Running}}", self.id, check=False).strip()
-        return state == "true"
-
-    def exit_code(self, timeout_s: float = 5) -> int | None:
-        """The exit code once the container has exited (follow_logs=True only), else None."""
-        if self._waiter is None:
-            return None
-        try:
-            out, _ = self._waiter.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-        return int(out.strip()) if out.strip().lstrip("-").isdigit() else None
+    def state(self) -> dict:
+        """{"running": bool, "exit_code": int | None}; a removed container counts as not running."""
+        out = _docker("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.id, check=False).split()
+        if len(out) != 2:
+            return {"running": False, "exit_code": None}
+        running = out[0] == "true"
+        return {"running": running, "exit_code": None if running else int(out[1])}
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
-        if self._log_file is None:
-            return []
-        if self._log_follower is not None and self._log_follower.poll() is None and self.running():
-            time.sleep(0.2)  # let the follower catch up with a live container
-        self._log_file.seek(0)
-        return self._log_file.read().decode(errors="replace").splitlines()[-lines:]
+        result = subprocess.run(["docker", "logs", "--tail", str(lines), self.id], capture_output=True, text=True)
+        return (result.stdout + result.stderr).splitlines()
 
     def stop(self) -> None:
-        if getattr(self, "id", ""):
+        if self.id:
             _docker("rm", "-f", self.id, check=False)
-        for proc in (self._log_follower, self._waiter):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
         with _ports_lock:
             _ports_taken.discard(self.port)
             _ports_taken.discard(self.runtime_api_port)
@@ -260,8 +245,6 @@ class RieContainer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-        if self._log_file is not None:
-            self._log_file.close()
 
 
 def cleanup() -> None:
@@ -420,7 +403,7 @@ def _simultaneous(port: int, callers: int) -> list[str]:
 
 
 def _concurrent_case(image: str, callers: int, warm_first: bool, rounds: int) -> dict:
-    with RieContainer(image, follow_logs=True) as container:
+    with RieContainer(image, keep_after_exit=True) as container:
         if warm_first:
             caller = container.caller()
             try:
@@ -435,11 +418,13 @@ def _concurrent_case(image: str, callers: int, warm_first: bool, rounds: int) ->
             if any(o != "200" for o in outcomes):
                 failed_round = r
                 break
-        time.sleep(0.5)  # a panicking RIE needs a moment to exit
-        running = container.running()
+        deadline = time.monotonic() + EXIT_GRACE_S  # a panicking RIE needs a moment to exit
+        while (state := container.state())["running"] and failed_round and time.monotonic() < deadline:
+            time.sleep(0.05)
         return {"rounds_sent": r, "first_round_not_all_200": failed_round, "outcomes": dict(seen),
-                "container_running_after": running, "exit_code": None if running else container.exit_code(),
-                "log_tail": [line for line in container.log_tail() if line.strip()]}
+                "container_running_after": state["running"], "exit_code": state["exit_code"],
+                "log_notable": [line.strip() for line in container.log_tail(LOG_TAIL_LINES)
+                                if any(word in line for word in NOTABLE_LOG_WORDS)]}
 
 
 def one_container_concurrent(callers: int = 2, image: str | None = None, rounds: int = CONCURRENT_ROUNDS) -> dict:
@@ -448,7 +433,7 @@ def one_container_concurrent(callers: int = 2, image: str | None = None, rounds:
     they surely overlap each other) and on a warm one (up to `rounds`
     simultaneous batches, until one is not all 200). Records the outcomes
     (status codes or the client-side error), whether the container still
-    runs, its exit code and the end of its log."""
+    runs, its exit code and the notable lines of its log."""
     image = image or prepare()
     return {"callers": callers,
             "cold": _concurrent_case(image, callers, warm_first=False, rounds=1),

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 from .runner import Report
 
-COLUMNS = (("SCENARIO", 20), ("VERDICT", 7), ("EXPECTED", 38), ("SEEN", 50), ("HINT", 40))
+COLUMNS = (("SCENARIO", 20), ("VERDICT", 7), ("EXPECTED", 36), ("SEEN", 46), ("HINT", 34))
 
 
 def table(report: Report) -> str:
@@ -24,7 +24,8 @@ def table(report: Report) -> str:
     lines.append("  ".join("-" * width for _, width in COLUMNS))
     for r in report.results:
         cells = [r.name, r.verdict.upper() if r.verdict in ("fail", "warn") else r.verdict, r.expected, r.seen, r.hint]
-        wrapped = [textwrap.wrap(text, width) or [""] for text, (_, width) in zip(cells, COLUMNS)]
+        wrapped = [textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]
+                   for text, (_, width) in zip(cells, COLUMNS)]
         for i in range(max(len(w) for w in wrapped)):
             row = [(w[i] if i < len(w) else "") for w in wrapped]
             lines.append("  ".join(f"{cell:<{width}}" for cell, (_, width) in zip(row, COLUMNS)).rstrip())

@@ -1,0 +1,86 @@
+"""Scale: warm latency of one function while 0, 100, 300 and 500 other
+sandboxes (of several functions) are held frozen, and what each idle frozen
+sandbox costs: its container's memory and the host's RSS growth."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path
+from warm import measure
+
+FILLERS = 5                   # the held sandboxes are spread over this many functions
+HOLD_EVENT = json.dumps({"hold": True}).encode()
+
+
+def _functions(max_held: int) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="rh-bench-scale-"))
+    shutil.copytree(BENCH_FUNCTIONS / "bench-python", root / "bench-python")
+    per = -(-max_held // FILLERS)
+    for i in range(FILLERS):
+        d = root / f"filler-{i}"
+        d.mkdir()
+        (d / "app.py").write_text("import time\n\ndef handler(event, context):\n"
+                                  "    time.sleep(event.get('sleep_s', 0))\n    return 'held'\n")
+        # 512 MB: enough CPU (0.29 vCPU) that dozens of cold starts at once finish their
+        # init; a held sandbox's real footprint does not depend on its limit.
+        (d / "function.toml").write_text(f'runtime = "python3.11"\nhandler = "app.handler"\nmemory_mb = 512\n'
+                                         f"timeout_s = 300\nreserved_concurrency = {per}\nidle_ttl_s = 3600\n")
+    return root
+
+
+def _view(port: int) -> dict:
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/runtime-host/sandboxes"))
+
+
+def _grow_to(port: int, target: int) -> None:
+    """Starts sandboxes of the filler functions until `target` exist: many
+    concurrent invocations that each hold their sandbox a moment."""
+    for _ in range(100):
+        held = sum(1 for r in _view(port)["sandboxes"] if r["function"].startswith("filler-"))
+        missing = target - held
+        if missing <= 0:
+            return
+        batch = min(missing, 20)
+        threads = []
+        for i in range(batch):
+            fn = f"filler-{(held + i) % FILLERS}"
+            body = json.dumps({"sleep_s": 2}).encode()
+            t = threading.Thread(target=lambda fn=fn, body=body: Caller(port, invoke_path(fn)).call(body))
+            threads.append(t)
+            t.start()
+        for t in threads:
+            t.join()
+    raise RuntimeError(f"could not get {target} sandboxes started")
+
+
+def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
+    if n < 100:
+        levels = (0, 4)
+    root = _functions(max(levels))
+    results = {}
+    try:
+        with Host(root, "--stem-cells", "0") as host:
+            for level in levels:
+                _grow_to(host.port, level)
+                time.sleep(1.0)                   # every held sandbox frozen
+                view = _view(host.port)
+                held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
+                stats = measure(host.port, n, warmup)
+                stats.update(held=len(held), frozen=sum(1 for r in held if r["state"] == "FROZEN"),
+                             host_rss_mb=view["host"]["rss_mb"],
+                             container_memory_mb_avg=(sum(r["memory_now_mb"] or 0 for r in held) / len(held)
+                                                      if held else 0.0))
+                results[f"held_{level}"] = stats
+        base, top = results[f"held_{levels[0]}"], results[f"held_{levels[-1]}"]
+        added = top["held"] - base["held"]
+        results["host_rss_mb_per_sandbox"] = (top["host_rss_mb"] - base["host_rss_mb"]) / added if added else 0.0
+        results["p50_ratio_most_to_fewest"] = top["p50"] / base["p50"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return results

@@ -1,0 +1,54 @@
+"""Throughput: N concurrent callers, each invoking sequentially on its own
+keep-alive connection for a fixed time; invocations per second, latency,
+and any failed invocation (there must be none up to reserved_concurrency)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path, percentiles
+
+FUNCTION = "bench-python"
+
+
+def drive(port: int, path: str, callers: int, seconds: float) -> dict:
+    """callers threads hammering one endpoint for `seconds`."""
+    samples: list[list[float]] = [[] for _ in range(callers)]
+    failures: list[int] = [0] * callers
+    start = threading.Barrier(callers + 1)
+
+    def caller(i: int) -> None:
+        c = Caller(port, path)
+        c.call(EVENT_100_BYTES)                    # its sandbox warm before the clock starts
+        start.wait()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            status, _, ms = c.call(EVENT_100_BYTES)
+            if status == 200:
+                samples[i].append(ms)
+            else:
+                failures[i] += 1
+        c.close()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.monotonic()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - began
+    merged = [ms for s in samples for ms in s]
+    stats = percentiles(merged) if merged else {"p50": 0, "p90": 0, "p99": 0, "mean": 0, "n": 0}
+    stats.update(invocations_per_s=len(merged) / wall, failed=sum(failures), callers=callers)
+    return stats
+
+
+def run(n: int = 2000, warmup: int = 0, seconds: float = 10.0, callers=(1, 4, 16)) -> dict:
+    if n < 100:                                   # smoke
+        seconds, callers = 1.0, (1, 4)
+    results = {}
+    with Host(BENCH_FUNCTIONS) as host:
+        for c in callers:
+            results[f"ours_{c}"] = drive(host.port, invoke_path(FUNCTION), c, seconds)
+    return results
