@@ -46,6 +46,7 @@ test: venv docker
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: venv docker
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	$(RH) images build
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 

@@ -30,6 +30,6 @@ def measure(port: int, path: str, size: int, n: int) -> dict:
 
 
 def run(n: int = 20, warmup: int = 0) -> dict:
-    n = min(n, 20)
+    n = 2 if n < 100 else min(n, 20)         # smoke: two of each
     with Host(BENCH_FUNCTIONS) as host:
         return {f"ours_{size}": measure(host.port, invoke_path(FUNCTION), size, n) for size in SIZES}

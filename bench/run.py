@@ -1,8 +1,9 @@
-"""`make bench`: every benchmark, one table, and the figures as JSON under
-bench/results/ with the machine and the date. Speed is only ever compared
-with a reference measured in the same run (ratios), never asserted.
+"""`make bench`: every benchmark, one table, the figures as JSON under
+bench/results/ with the machine and the date, and a chart (PNG). Speed is
+only ever compared with references measured in the same run (ratios to the
+AWS Runtime Interface Emulator and to physical floors), never asserted.
 
-    python bench/run.py [--smoke] [--only warm,...]
+    python bench/run.py [--smoke] [--only warm,rie,...] [--out FILE]
 """
 from __future__ import annotations
 
@@ -14,62 +15,187 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cold  # noqa: E402
 import ledger  # noqa: E402
+import payload  # noqa: E402
+import rie  # noqa: E402
+import scale  # noqa: E402
+import throughput  # noqa: E402
 import warm  # noqa: E402
 from common import REPO, machine  # noqa: E402
 
-BENCHMARKS = {"warm": warm, "ledger": ledger}
+BENCHMARKS = {"warm": warm, "rie": rie, "cold": cold, "throughput": throughput, "scale": scale,
+              "payload": payload, "ledger": ledger}
 
 
-def fmt(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def run_one(name: str, smoke: bool) -> dict:
+    module = BENCHMARKS[name]
+    if name == "rie":
+        return rie.run(30 if smoke else 2000, 10 if smoke else 200, smoke=smoke)
+    return module.run(**({"n": 30, "warmup": 10} if smoke else {}))
 
 
-def print_warm(r: dict) -> None:
-    floor = r["floor_loopback_aiohttp"]
-    print("\nWarm invoke latency (ms), 100-byte event, python (bench-python), sequential, one keep-alive connection")
-    print(f"{'':34} {'p50':>8} {'p90':>8} {'p99':>8} {'freezes/inv':>12} {'p50 / floor':>12}")
-    rows = [("floor: bare aiohttp on loopback", floor)] + [
-        (f"ours, {k.replace('_', ' ')}", r[k]) for k in
-        ("freeze_on_back_to_back", "freeze_off_back_to_back", "freeze_on_idle_gap", "freeze_off_idle_gap")]
-    for label, s in rows:
-        print(f"{label:34} {s['p50']:8.3f} {s['p90']:8.3f} {s['p99']:8.3f} "
-              f"{fmt(s.get('freezes_per_invocation', '-')):>12} {s['p50'] / floor['p50']:11.2f}x")
-    print(f"freeze+thaw cost at p50: back to back {r['freeze_thaw_cost_p50_ms_back_to_back']:+.3f} ms, "
-          f"with an idle gap (every call thaws) {r['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms (target: <= 0.3 ms)")
+def row(label: str, s: dict, ref: float | None = None, extra: str = "") -> str:
+    ratio = f"{s['p50'] / ref:9.2f}x" if ref else " " * 10
+    return f"  {label:44} {s['p50']:9.3f} {s['p90']:9.3f} {s['p99']:9.3f} {ratio} {extra}"
 
 
-def print_ledger(r: dict) -> None:
-    print("\nBilling ledger: record handed to the writer -> commit confirmed on the loop (ms)")
-    print(f"{'':24} {'p50':>8} {'p90':>8} {'p99':>8} {'records/s':>10}")
-    for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
-        sync, conc = key.split("_x")
-        s = r[key]
-        print(f"{f'sync={sync}, {conc} at once':24} {s['p50']:8.3f} {s['p90']:8.3f} {s['p99']:8.3f} {s['records_per_s']:10.0f}")
+def header(title: str, ref_name: str) -> None:
+    print(f"\n{title}")
+    print(f"  {'':44} {'p50':>9} {'p90':>9} {'p99':>9} {'p50/' + ref_name:>10}")
 
 
-PRINTERS = {"warm": print_warm, "ledger": print_ledger}
+def report(r: dict) -> list[str]:
+    """Prints every table; returns the target lines (also kept in the JSON)."""
+    targets = []
+    rie_r = r.get("rie")
+    if "warm" in r:
+        w = r["warm"]
+        ref = rie_r["warm"]["p50"] if rie_r else None
+        header("1. Warm invoke latency (ms): 100-byte event, python handler, sequential, one keep-alive connection",
+               "RIE" if ref else "-")
+        if rie_r:
+            print(row("RIE + awslambdaric (host network)", rie_r["warm"], ref))
+        print(row("floor: bare aiohttp request/response, loopback", w["floor_loopback_aiohttp"], ref))
+        for key in ("freeze_on_back_to_back", "freeze_off_back_to_back", "freeze_on_idle_gap", "freeze_off_idle_gap"):
+            print(row("ours, " + key.replace("_", " "), w[key], ref, f"freezes/inv {w[key]['freezes_per_invocation']:.2f}"))
+        print(f"  freeze+thaw cost at p50: back to back {w['freeze_thaw_cost_p50_ms_back_to_back']:+.3f} ms, "
+              f"every call thawing {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms (target <= 0.3 ms)")
+        targets.append(f"freeze+thaw adds {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms to warm p50 (target <= 0.3)")
+        if ref:
+            targets.append(f"warm p50 {w['freeze_on_back_to_back']['p50'] / ref:.2f}x RIE's (target <= 0.8)")
+    if "cold" in r:
+        c = r["cold"]
+        ref = rie_r["cold"]["p50"] if rie_r else None
+        header("2. Cold start (ms): invoke call to first response, no sandbox of the function running", "RIE" if ref else "-")
+        if rie_r:
+            print(row("RIE: docker run (host network) to first answer", rie_r["cold"], ref))
+        print(row("floor: docker run --rm, host network", c["floor_docker_run_host_network"], ref))
+        print(row("floor: docker run --rm, bridge", c["floor_docker_run_bridge"], ref))
+        print(row("ours, stem cells (default)", c["ours_stem_cells"], ref))
+        print(row("ours, no stem cells (container started)", c["ours_no_stem_cells"], ref))
+        if ref:
+            targets.append(f"cold start p50 {c['ours_stem_cells']['p50'] / ref:.2f}x RIE's (target <= 0.5)")
+    if "throughput" in r:
+        t = r["throughput"]
+        print("\n3. Throughput: concurrent callers, each sequential on its own connection")
+        print(f"  {'':44} {'inv/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'failed':>7}")
+        for key, s in ((k, v) for k, v in t.items() if k.startswith("ours_")):
+            print(f"  {'ours, ' + str(s['callers']) + ' caller(s), one host':44} {s['invocations_per_s']:9.0f} "
+                  f"{s['p50']:9.3f} {s['p99']:9.3f} {s['failed']:7d}")
+        if rie_r:
+            for c_, s in rie_r["throughput"].items():
+                print(f"  {'RIE, ' + c_ + ' container(s), one caller each':44} {s['invocations_per_s']:9.0f} "
+                      f"{s['latency']['p50']:9.3f} {s['latency']['p99']:9.3f} {'-':>7}")
+            oc = rie_r.get("one_container_concurrent", {})
+            print(f"  RIE, one container, {oc.get('callers', 2)} callers at once: {json.dumps(oc)[:300]}")
+            if "16" in rie_r["throughput"] and "ours_16" in t:
+                ratio = t["ours_16"]["invocations_per_s"] / rie_r["throughput"]["16"]["invocations_per_s"]
+                failed = sum(v["failed"] for k, v in t.items() if k.startswith("ours_"))
+                targets.append(f"throughput with 16 callers {ratio:.2f}x a fleet of 16 RIE containers (target >= 1.2); "
+                               f"failed invocations: {failed} (target 0)")
+    if "scale" in r:
+        s = r["scale"]
+        header("4. Scale: warm latency (ms) of one function while N other sandboxes are held frozen", "fewest")
+        levels = [k for k in s if k.startswith("held_")]
+        base = s[levels[0]]["p50"]
+        for k in levels:
+            v = s[k]
+            print(row(f"{v['held']} held ({v['frozen']} frozen), host RSS {v['host_rss_mb']} MB", v, base,
+                      f"container {v['container_memory_mb_avg']:.1f} MB/sandbox"))
+        print(f"  host RSS growth per idle sandbox: {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1 MB)")
+        targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes {s['p50_ratio_most_to_fewest']:.2f}x "
+                       f"that with none (target <= 1.1 at 500)")
+        targets.append(f"host RSS per idle sandbox {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1024 KB)")
+    if "payload" in r:
+        p = r["payload"]
+        header("5. Payload round trip (ms): the handler echoes the event", "RIE" if rie_r else "-")
+        for key, s in ((k, v) for k, v in p.items() if k.startswith("ours_")):
+            size = key.split("_", 1)[1]
+            ref = rie_r["payload"][size]["p50"] if rie_r and size in rie_r.get("payload", {}) else None
+            if ref:
+                print(row(f"RIE, {int(size):,} bytes", rie_r["payload"][size], ref))
+            print(row(f"ours, {int(size):,} bytes", s, ref))
+    if "ledger" in r:
+        g = r["ledger"]
+        print("\n6. Billing ledger: a record handed over -> its commit confirmed on the loop (ms)")
+        print(f"  {'':44} {'p50':>9} {'p90':>9} {'p99':>9} {'records/s':>10}")
+        for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
+            sync, conc = key.split("_x")
+            s = g[key]
+            print(f"  {f'synchronous={sync.upper()}, {conc} at once':44} {s['p50']:9.3f} {s['p90']:9.3f} "
+                  f"{s['p99']:9.3f} {s['records_per_s']:10.0f}")
+    if targets:
+        print("\nTargets (ratios in this run):")
+        for line in targets:
+            print("  - " + line)
+    return targets
+
+
+def chart(r: dict, path: Path) -> None:
+    """Bars of p50/p90/p99 for warm and cold latency: ours, RIE, floors."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    if "warm" in r:
+        bars = {"floor (aiohttp)": r["warm"]["floor_loopback_aiohttp"], "ours": r["warm"]["freeze_on_back_to_back"]}
+        if "rie" in r:
+            bars = {"RIE": r["rie"]["warm"], **bars}
+        panels.append(("warm invoke (ms)", bars))
+    if "cold" in r:
+        bars = {"docker run (host)": r["cold"]["floor_docker_run_host_network"],
+                "ours, stem cells": r["cold"]["ours_stem_cells"], "ours, no stems": r["cold"]["ours_no_stem_cells"]}
+        if "rie" in r:
+            bars = {"RIE": r["rie"]["cold"], **bars}
+        panels.append(("cold start (ms)", bars))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4))
+    axes = axes if len(panels) > 1 else [axes]
+    for ax, (title, bars) in zip(axes, panels):
+        names = list(bars)
+        for i, pct in enumerate(("p50", "p90", "p99")):
+            ax.bar([x + i * 0.27 for x in range(len(names))], [bars[n][pct] for n in names], width=0.27, label=pct)
+        ax.set_xticks([x + 0.27 for x in range(len(names))], names, fontsize=8)
+        ax.set_title(title)
+        ax.legend()
+    m = r["machine"]
+    fig.suptitle(f"runtime-host vs RIE vs floors: {m['cores']} cores, Docker {m['docker']}, {m['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds: checks every figure is produced")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds each: checks every figure is produced")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS))
     parser.add_argument("--out", default=None, help="JSON file (default: bench/results/<date>.json)")
     args = parser.parse_args()
     results = {"machine": machine(), "smoke": args.smoke}
     for name in args.only.split(","):
+        if name not in BENCHMARKS:
+            parser.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
         started = time.monotonic()
-        results[name] = BENCHMARKS[name].run(**({"n": 30, "warmup": 10} if args.smoke else {}))
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_one(name, args.smoke)
         results[name]["wall_s"] = round(time.monotonic() - started, 1)
-        PRINTERS[name](results[name])
+    results["targets"] = report(results)
     m = results["machine"]
     print(f"\nmachine: {m['cores']} cores, kernel {m['kernel']}, Docker {m['docker']}, cgroup {m['cgroup']}, {m['date']}")
-    out = Path(args.out) if args.out else REPO / "bench" / "results" / (
-        ("smoke-" if args.smoke else "") + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + ".json")
+    stamp = ("smoke-" if args.smoke else "") + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = Path(args.out) if args.out else REPO / "bench" / "results" / f"{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"results: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    png = out.with_suffix(".png")
+    try:
+        chart(results, png)
+        print(f"chart:   {png}")
+    except ImportError:
+        print("chart:   skipped (pip install matplotlib, or 'make bench', which does)")
+    print(f"results: {out}")
     return 0
 
 

@@ -39,23 +39,28 @@ def _view(port: int) -> dict:
 
 
 def _grow_to(port: int, target: int) -> None:
-    """Starts sandboxes of the filler functions until `target` exist: many
-    concurrent invocations that each hold their sandbox a moment."""
-    for _ in range(100):
-        held = sum(1 for r in _view(port)["sandboxes"] if r["function"].startswith("filler-"))
-        missing = target - held
-        if missing <= 0:
+    """Starts sandboxes of the filler functions until `target` exist. A warm
+    sandbox is reused, so each filler gets as many concurrent invocations as
+    it should have sandboxes, each holding its sandbox long enough for the
+    others to start."""
+    per_function = -(-target // FILLERS)
+    for _ in range(10):
+        rows = [r for r in _view(port)["sandboxes"] if r["function"].startswith("filler-")]
+        if len(rows) >= target:
             return
-        batch = min(missing, 20)
-        threads = []
-        for i in range(batch):
-            fn = f"filler-{(held + i) % FILLERS}"
-            body = json.dumps({"sleep_s": 2}).encode()
-            t = threading.Thread(target=lambda fn=fn, body=body: Caller(port, invoke_path(fn)).call(body))
-            threads.append(t)
-            t.start()
-        for t in threads:
-            t.join()
+        for i in range(FILLERS):
+            fn = f"filler-{i}"
+            have = sum(1 for r in rows if r["function"] == fn)
+            want = min(per_function, target - len(rows) + have) if have < per_function else have
+            if want <= have:
+                continue
+            body = json.dumps({"sleep_s": 2 + want / 10}).encode()
+            threads = [threading.Thread(target=lambda: Caller(port, invoke_path(fn)).call(body)) for _ in range(want)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rows = [r for r in _view(port)["sandboxes"] if r["function"].startswith("filler-")]
     raise RuntimeError(f"could not get {target} sandboxes started")
 
 
