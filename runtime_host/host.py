@@ -206,11 +206,13 @@ class Host:
         return self.functions.get(name)
 
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
-                     client_context: str | None = None, trace_id: str | None = None) -> tuple[Invocation, Outcome]:
+                     client_context: str | None = None, trace_id: str | None = None,
+                     cognito_identity: str | None = None) -> tuple[Invocation, Outcome]:
         if self.stopping:
             raise HostStopping("runtime-host is shutting down; no new invocations are accepted")
         inv = Invocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
-                         invoked_arn=fn.arn(self.region, qualifier), client_context=client_context)
+                         invoked_arn=fn.arn(self.region, qualifier), client_context=client_context,
+                         cognito_identity=cognito_identity)
         if trace_id:
             inv.trace_id = trace_id
         outcome = await self.pools[fn.name].invoke(inv)

@@ -51,6 +51,7 @@ log = logging.getLogger("runtime_host.pool")
 OUTPUT_QUIET_S = 0.005
 SHUTDOWN_GRACE_S = 2.0
 RETURNING_WAIT_S = 0.25
+INIT_ERROR_EXIT_WAIT_S = 0.5     # a runtime that posted init/error gets this long to exit by itself
 # spec §3.1: provisioned concurrency may take up to 130 s (or the timeout) to init.
 PROVISIONED_INIT_TIMEOUT_S = 130.0
 
@@ -126,7 +127,9 @@ class FunctionPool:
                 await self._start(sandbox)
                 await asyncio.wait_for(asyncio.shield(sandbox.ready), self.host.init_timeout_s)
             except InitFailed as exc:
-                self.destroy_soon(sandbox)
+                # A runtime that posted init/error exits by itself (spec §1.6):
+                # give it a moment, so its exit status is its own.
+                self.destroy_soon(sandbox, wait_exit_s=INIT_ERROR_EXIT_WAIT_S if exc.body is not None else 0.0)
                 inv.fail(exc.outcome(inv.request_id))
                 return inv.outcome.result()
             except asyncio.TimeoutError:
@@ -349,7 +352,7 @@ class FunctionPool:
                 self.idle.remove(sandbox)
                 self.destroy_soon(sandbox, graceful=True)
 
-    def destroy_soon(self, sandbox: Sandbox, graceful: bool = False) -> None:
+    def destroy_soon(self, sandbox: Sandbox, graceful: bool = False, wait_exit_s: float = 0.0) -> None:
         if getattr(sandbox, "_destroying", False):
             return
         sandbox._destroying = True
@@ -357,14 +360,19 @@ class FunctionPool:
             sandbox.life.apply(SandboxEvent.SHUTDOWN)
         if sandbox in self.idle:
             self.idle.remove(sandbox)
-        self.host.track(asyncio.create_task(self._destroy(sandbox, graceful)))
+        self.host.track(asyncio.create_task(self._destroy(sandbox, graceful, wait_exit_s)))
 
-    async def _destroy(self, sandbox: Sandbox, graceful: bool) -> None:
+    async def _destroy(self, sandbox: Sandbox, graceful: bool, wait_exit_s: float = 0.0) -> None:
         """Thaw (a frozen process cannot die), SIGTERM and a grace period when
         graceful, SIGKILL, remove. Never raises: a sandbox that cannot be
         removed must not take the host down."""
         backend = self.host.backend
         try:
+            if wait_exit_s and sandbox.state is not SandboxState.DEAD:
+                try:
+                    await asyncio.wait_for(asyncio.shield(sandbox.exited), wait_exit_s)
+                except asyncio.TimeoutError:
+                    pass
             if sandbox.container_id is not None:
                 if sandbox.freezer is not None:
                     sandbox.freezer.thaw()

@@ -103,6 +103,7 @@ class Sandbox:
         self.output_task: asyncio.Task | None = None
         self.freezer: Freezer | None = None
         self.freezes = 0
+        self.pid: int | None = None                # the container's first process, on the host
         self.stem_dir = None                       # the folder behind /var/task, when started from a stem cell
         self.initialization_type = "on-demand"
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -119,6 +120,7 @@ class Sandbox:
 
     def launched(self, pid: int) -> None:
         """The container runs; pid is its first process on the host."""
+        self.pid = pid
         try:
             self.cgroups = ContainerCgroups.of_pid(pid)
             self.freezer = Freezer.of(self.cgroups)
