@@ -73,11 +73,21 @@ def docker_engine() -> None:
 
 @pytest.fixture(scope="session")
 def functions_dir(tmp_path_factory, awslambdaric_function) -> Path:
-    """examples/* and tests/functions/* side by side, as `serve --functions` takes them."""
+    """examples/* and tests/functions/* side by side, as `serve --functions` takes them.
+
+    A test function whose folder holds a CODE_FROM file shares its code with
+    the folder named there: that code is copied in (a sandbox sees only its
+    own folder at /var/task, so a symlink would not do)."""
     root = tmp_path_factory.mktemp("functions")
     for parent in (REPO / "examples", REPO / "tests" / "functions"):
         for folder in sorted(parent.iterdir()):
-            if (folder / "function.toml").exists():
+            if not (folder / "function.toml").exists():
+                continue
+            if (folder / "CODE_FROM").exists():
+                source = folder.parent / (folder / "CODE_FROM").read_text().strip()
+                shutil.copytree(source, root / folder.name, ignore=shutil.ignore_patterns("function.toml"))
+                shutil.copy2(folder / "function.toml", root / folder.name / "function.toml")
+            else:
                 (root / folder.name).symlink_to(folder)
     (root / awslambdaric_function.name).symlink_to(awslambdaric_function)
     return root
