@@ -228,8 +228,12 @@ class InvokeApi:
             conf["Runtime"] = fn.lambda_runtime
         return conf
 
+    async def _configuration(self, fn: FunctionConfig) -> dict:
+        # configuration() walks the code folder (its size and hash): not on the loop.
+        return await asyncio.get_running_loop().run_in_executor(None, self.configuration, fn)
+
     async def list_functions(self, request: web.Request) -> web.Response:
-        functions = [self.configuration(fn) for fn in sorted(self.host.functions.values(), key=lambda f: f.name)]
+        functions = [await self._configuration(fn) for fn in sorted(self.host.functions.values(), key=lambda f: f.name)]
         return web.json_response({"Functions": functions},
                                  headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
 
@@ -237,7 +241,7 @@ class InvokeApi:
         fn, _, refusal = self._lookup(request)
         if refusal is not None:
             return refusal
-        body = {"Configuration": self.configuration(fn),
+        body = {"Configuration": await self._configuration(fn),
                 "Code": {"RepositoryType": "S3", "Location": fn.code_dir.as_uri()},
                 "Concurrency": {"ReservedConcurrentExecutions": fn.reserved_concurrency}}
         return web.json_response(body, headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
@@ -246,4 +250,4 @@ class InvokeApi:
         fn, _, refusal = self._lookup(request)
         if refusal is not None:
             return refusal
-        return web.json_response(self.configuration(fn), headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+        return web.json_response(await self._configuration(fn), headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})

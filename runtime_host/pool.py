@@ -22,6 +22,7 @@ new one).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import time
@@ -46,9 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime_host.pool")
 
-# After an invocation ends, output that arrived less than this long ago may
-# have more behind it: END/REPORT wait that long before closing the log.
-OUTPUT_QUIET_S = 0.005
+# After an invocation ends, END/REPORT close its log once the sandbox's
+# output has been quiet this long (at most OUTPUT_SETTLE_MAX_S after the end).
+OUTPUT_QUIET_S = 0.01
+OUTPUT_SETTLE_MAX_S = 0.1
 SHUTDOWN_GRACE_S = 2.0
 RETURNING_WAIT_S = 0.25
 INIT_ERROR_EXIT_WAIT_S = 0.5     # a runtime that posted init/error gets this long to exit by itself
@@ -275,11 +277,17 @@ class FunctionPool:
     async def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
         try:
             await inv.finished
-            # Docker copies output asynchronously: if some arrived just now,
-            # give the rest of it a moment to land before END closes the log.
-            quiet_for = OUTPUT_QUIET_S - (time.monotonic() - sandbox.last_output_at)
-            if quiet_for > 0:
-                await asyncio.sleep(quiet_for)
+            # Docker copies output asynchronously, and on a busy machine a line
+            # printed before the result can land after it: END waits until the
+            # sandbox has been quiet for OUTPUT_QUIET_S since the end (at most
+            # OUTPUT_SETTLE_MAX_S). Only a Tail caller and `run` wait for this.
+            give_up_at = inv.ended_at + OUTPUT_SETTLE_MAX_S
+            while True:
+                now = time.monotonic()
+                wait_s = max(inv.ended_at, sandbox.last_output_at) + OUTPUT_QUIET_S - now
+                if wait_s <= 0 or now >= give_up_at:
+                    break
+                await asyncio.sleep(min(wait_s, give_up_at - now))
             fn = self.function
             # The figure the ledger recorded, unless the sandbox was OOM-killed since.
             used_mb = fn.memory_mb if sandbox.oom_killed else (inv.max_memory_used_mb or self._max_memory_used_mb(sandbox))
@@ -399,8 +407,9 @@ class FunctionPool:
                 sandbox.output_task.cancel()
             self.sandboxes.pop(sandbox.id, None)
             self.host.unregister(sandbox)
-            if sandbox.stem_dir is not None:
-                shutil.rmtree(sandbox.stem_dir, ignore_errors=True)
+            if sandbox.stem_dir is not None:     # a big code tree takes a while: not on the loop
+                await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(shutil.rmtree, sandbox.stem_dir, ignore_errors=True))
             if (not self.host.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == "provisioned-concurrency"):
                 self.host.track(asyncio.create_task(self.provision()))   # Lambda keeps provisioned capacity up

@@ -173,8 +173,7 @@ class RuntimeApi:
         except InvalidRequestId:
             return _error(400, ERR_INVALID_REQUEST_ID, "Invalid request ID")
         except IllegalTransition as exc:
-            target = "InvocationResponse" if exc.state.value != "PENDING" else "Running"
-            return _refused(exc, target)
+            return _refused(exc, "InvocationResponse")
         return None
 
     async def response(self, request: web.Request) -> web.Response:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # Output that arrives this long after an invocation ended still belongs to it
 # (Docker copies container output asynchronously).
-LATE_OUTPUT_S = 0.05
+LATE_OUTPUT_S = 0.1          # = pool.OUTPUT_SETTLE_MAX_S
 
 # Go's names for signals (RAPID is written in Go and prints them).
 SIGNAL_NAMES = {1: "hangup", 2: "interrupt", 3: "quit", 4: "illegal instruction", 5: "trace/breakpoint trap",

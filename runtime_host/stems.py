@@ -212,7 +212,3 @@ class StemCells:
         for stem in stems:
             self._discard(stem)
         await asyncio.gather(*(self._remove(s) for s in stems), return_exceptions=True)
-
-    def forget_dir(self, stem: Stem) -> None:
-        """A specialized stem's folder goes when its sandbox goes."""
-        shutil.rmtree(stem.task_dir, ignore_errors=True)
