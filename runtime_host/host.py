@@ -98,6 +98,8 @@ class Host:
         self.ledger: Ledger | None = None
         self._process = psutil.Process()
         self.stems = StemCells(self, stem_cells)
+        # Set by `runtime-host conformance` before start(): records every Runtime API call.
+        self.protocol_observer = None
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
