@@ -35,7 +35,7 @@ def _host_view(port: int) -> dict:
 
 def ours(reps: int, stem_cells: bool) -> dict:
     root = _functions(reps)
-    samples, inits = [], []
+    samples = []
     try:
         with Host(root, *(() if stem_cells else ("--stem-cells", "0"))) as host:
             for i in range(reps):

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path
+from common import BENCH_FUNCTIONS, Caller, Host, invoke_path
 from warm import measure
 
 FILLERS = 5                   # the held sandboxes are spread over this many functions

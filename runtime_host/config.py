@@ -112,6 +112,13 @@ def vcpus_for_memory(memory_mb: int) -> float:
     return 1 + (memory_mb - MB_PER_VCPU) * (MAX_VCPUS - 1) / (MEMORY_MB_RANGE[1] - MB_PER_VCPU)
 
 
+def require_executable(bootstrap: Path) -> None:
+    """A bootstrap Lambda could not start is refused here, with the fix."""
+    if not os.access(bootstrap, os.X_OK):
+        raise ConfigError(f"{bootstrap}: not executable; run 'chmod +x {bootstrap}' "
+                          "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+
+
 def _refuse(path: Path, field_name: str, value: object, allowed: str) -> ConfigError:
     return ConfigError(f"{path}: field '{field_name}' = {value!r} is not allowed; {allowed}")
 
@@ -203,9 +210,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         if not bootstrap.is_file():
             raise ConfigError(f"{folder}: runtime '{runtime}' needs an executable file named 'bootstrap' in the folder "
                               "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
-        if not os.access(bootstrap, os.X_OK):
-            raise ConfigError(f"{bootstrap}: not executable; run 'chmod +x {bootstrap}' "
-                              "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+        require_executable(bootstrap)
 
     return FunctionConfig(
         name=name, runtime=runtime, handler=handler, code_dir=folder, memory_mb=memory_mb,

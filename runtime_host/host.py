@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -69,7 +70,7 @@ class Host:
         self.region = region
         self.id = uuid.uuid4().hex
         self.labels = host_labels(self.id)
-        self.sink = LogSink(self.state_dir / "logs", echo=None if not echo_logs else __import__("sys").stderr)
+        self.sink = LogSink(self.state_dir / "logs", echo=sys.stderr if echo_logs else None)
         self.image_progress = image_progress
         self.pools: dict[str, FunctionPool] = {}
         self.backend: DockerBackend | None = None

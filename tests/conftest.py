@@ -4,7 +4,6 @@ callers users use (boto3 and the AWS CLI)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -138,15 +137,21 @@ def host(docker_engine, functions_dir, tmp_path_factory) -> RunningHost:
     assert left == [], f"the host left containers behind: {left}"
 
 
-@pytest.fixture(scope="session")
-def lambda_client(host):
+def client_for(endpoint: str):
+    """boto3's Lambda client as a user points it at a host: dummy credentials,
+    and no retries, so a 429 or 5xx reaches the test as it reached the caller."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("lambda", endpoint_url=host.endpoint, region_name="us-east-1",
+    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test",
                         config=Config(retries={"max_attempts": 1, "mode": "standard"},
                                       read_timeout=120, connect_timeout=5))
+
+
+@pytest.fixture(scope="session")
+def lambda_client(host):
+    return client_for(host.endpoint)
 
 
 def invoke(client, name: str, event=None, **kwargs) -> tuple[dict, object]:
@@ -158,7 +163,6 @@ def invoke(client, name: str, event=None, **kwargs) -> tuple[dict, object]:
 
 # --- awslambdaric: the real AWS Python runtime client, from PyPI ------------------
 AWSLAMBDARIC_HANDLER = '''
-import os
 COUNT = 0
 def handler(event, context):
     global COUNT

@@ -8,7 +8,6 @@ statuses. No Docker and no host involved; the clients run on this machine.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

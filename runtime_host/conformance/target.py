@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config import ConfigError, FunctionConfig, load_function
+from ..config import ConfigError, FunctionConfig, load_function, require_executable
 
 DEFAULT_HANDLER = "function.handler"
 EVENTS_DIR = "events"
@@ -72,9 +72,7 @@ def load_target(path: str | os.PathLike, handler: str | None = None) -> Target:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file or folder; conformance takes a function folder "
                           "(holding function.toml) or a bootstrap executable")
-    if not os.access(path, os.X_OK):
-        raise ConfigError(f"{path}: not executable; run 'chmod +x {path}' "
-                          "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+    require_executable(path)
     folder = sandbox_readable_dir("rh-conformance-bootstrap-")
     shutil.copyfile(path, folder / "bootstrap")
     (folder / "bootstrap").chmod(0o755)

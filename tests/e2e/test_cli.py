@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import REPO, RUNTIME_HOST, VENV_BIN, containers_of_host, docker, invoke, start_host, stop_host
+from tests.conftest import REPO, client_for, RUNTIME_HOST, VENV_BIN, containers_of_host, docker, invoke, start_host, stop_host
 
 
 def containers_of_other_hosts(*known_pids: int) -> list[str]:
@@ -81,16 +80,11 @@ def test_invoke_command_talks_to_a_running_host(host):
 
 
 def test_containers_of_a_killed_host_are_removed_by_the_next(functions_dir, tmp_path, lambda_client, host):
-    import boto3
-    from botocore.config import Config
-
     invoke(lambda_client, "hello-python", {})
     session_sandboxes = set(containers_of_host(host.pid))
     first = start_host(functions_dir, tmp_path / "first")
     try:
-        client = boto3.client("lambda", endpoint_url=first.endpoint, region_name="us-east-1",
-                              aws_access_key_id="t", aws_secret_access_key="t",
-                              config=Config(retries={"max_attempts": 1}))
+        client = client_for(first.endpoint)
         invoke(client, "hello-python", {})
         invoke(client, "hello-node", {})
         left = containers_of_host(first.pid)

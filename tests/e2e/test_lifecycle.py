@@ -12,10 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import boto3
-from botocore.config import Config
 
-from tests.conftest import (RUNTIME_HOST, containers_of_host, docker, invoke, start_host, stop_host)
+from tests.conftest import (client_for, RUNTIME_HOST, containers_of_host, docker, invoke, start_host, stop_host)
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +40,6 @@ def sandboxes(host, function: str | None = None) -> list[dict]:
 def report_of(resp) -> str:
     tail = base64.b64decode(resp["LogResult"]).decode()
     return next(line for line in tail.splitlines() if line.startswith("REPORT"))
-
-
-def client_for(endpoint: str):
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t",
-                        aws_secret_access_key="t", config=Config(retries={"max_attempts": 1}, read_timeout=120))
 
 
 # --- freezing -------------------------------------------------------------------

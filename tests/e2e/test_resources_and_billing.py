@@ -10,15 +10,8 @@ import sqlite3
 import subprocess
 import time
 
-import boto3
-from botocore.config import Config
 
-from tests.conftest import RUNTIME_HOST, containers_of_host, invoke, start_host, stop_host
-
-
-def client_for(endpoint: str):
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t",
-                        aws_secret_access_key="t", config=Config(retries={"max_attempts": 1}, read_timeout=120))
+from tests.conftest import RUNTIME_HOST, client_for, containers_of_host, invoke, start_host, stop_host
 
 
 def ps(host) -> dict:
@@ -161,21 +154,24 @@ def test_ledger_holds_every_answered_invocation_after_kill_9(functions_dir, tmp_
     assert "hello-python" in table and "py-probe" not in table.replace("TOTAL", "")
 
 
-def test_price_table_that_does_not_parse_stops_the_host_naming_the_line(functions_dir, tmp_path):
+def serve_with_prices(functions_dir, tmp_path, text: str) -> tuple[subprocess.CompletedProcess, object]:
     prices = tmp_path / "prices.toml"
-    prices.write_text("[x86_64]\ngb_second_usd = 0.0000166667\nrequest_usd = = 0.0000002\n")
+    prices.write_text(text)
     result = subprocess.run([RUNTIME_HOST, "serve", "--functions", str(functions_dir), "--port", "1",
                              "--prices", str(prices), "--state-dir", str(tmp_path / "s")],
                             capture_output=True, text=True, timeout=60)
+    return result, prices
+
+
+def test_price_table_that_does_not_parse_stops_the_host_naming_the_line(functions_dir, tmp_path):
+    result, prices = serve_with_prices(functions_dir, tmp_path,
+                                       "[x86_64]\ngb_second_usd = 0.0000166667\nrequest_usd = = 0.0000002\n")
     assert result.returncode != 0
     assert str(prices) in result.stderr and "line 3" in result.stderr
 
 
 def test_price_table_missing_a_price_names_it(functions_dir, tmp_path):
-    prices = tmp_path / "prices.toml"
-    prices.write_text("[x86_64]\ngb_second_usd = 0.0000166667\nrequest_usd = 0.0000002\n[arm64]\ngb_second_usd = -1\n")
-    result = subprocess.run([RUNTIME_HOST, "serve", "--functions", str(functions_dir), "--port", "1",
-                             "--prices", str(prices), "--state-dir", str(tmp_path / "s")],
-                            capture_output=True, text=True, timeout=60)
+    result, _ = serve_with_prices(functions_dir, tmp_path, "[x86_64]\ngb_second_usd = 0.0000166667\n"
+                                  "request_usd = 0.0000002\n[arm64]\ngb_second_usd = -1\n")
     assert result.returncode != 0
     assert "[arm64] gb_second_usd = -1" in result.stderr

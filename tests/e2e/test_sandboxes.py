@@ -2,7 +2,6 @@
 crashes and init failures, on the real engine with real runtime clients."""
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -73,7 +72,6 @@ def test_concurrent_invocations_start_more_sandboxes_up_to_the_limit(lambda_clie
         results = [f.result() for f in futures]
     assert err.value.response["Error"]["Code"] == "TooManyRequestsException"
     assert throttled_after_s < 1.0, "a throttle is answered at once, not after waiting for a sandbox"
-    pids = {body["pid"] for _, body in results}
     hostnames = {body["hostname"] for _, body in results}
     assert len(hostnames) == 2, "two concurrent invocations ran in two sandboxes"
     assert all("FunctionError" not in resp for resp, _ in results)
