@@ -2,7 +2,9 @@
 crashes and init failures, on the real engine with real runtime clients."""
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -77,8 +79,23 @@ def test_concurrent_invocations_start_more_sandboxes_up_to_the_limit(lambda_clie
     assert all("FunctionError" not in resp for resp, _ in results)
 
 
-def test_timeout_ends_the_invocation_with_aws_error_and_a_fresh_sandbox_follows(lambda_client):
-    _, before = invoke(lambda_client, "py-probe", {})
+def probe_sandboxes(host) -> set[str]:
+    """The containers (12-hex ids, = the sandbox's hostname) of py-probe, from the host's own view."""
+    view = json.load(urllib.request.urlopen(f"{host.endpoint}/runtime-host/sandboxes"))
+    return {r["container"] for r in view["sandboxes"] if r["function"] == "py-probe" and r["state"] != "SHUTTING_DOWN"}
+
+
+def removed_since(host, before: set[str]) -> set[str]:
+    """Waits until at least one of `before` is gone; returns those gone."""
+    deadline = time.monotonic() + 10
+    while not (gone := before - probe_sandboxes(host)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gone
+
+
+def test_timeout_ends_the_invocation_with_aws_error_and_a_fresh_sandbox_follows(lambda_client, host):
+    invoke(lambda_client, "py-probe", {})
+    before = probe_sandboxes(host)
     resp, body = invoke(lambda_client, "py-probe", {"action": "sleep", "seconds": 10}, LogType="Tail")
     assert resp["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Sandbox.Timedout"
@@ -88,12 +105,15 @@ def test_timeout_ends_the_invocation_with_aws_error_and_a_fresh_sandbox_follows(
     tail = base64.b64decode(resp["LogResult"]).decode()
     assert f"{rid} Task timed out after 3.00 seconds" in tail
     assert "Status: timeout" in tail
+    gone = removed_since(host, before)
+    assert len(gone) == 1, "the timed-out sandbox is destroyed"
     _, after = invoke(lambda_client, "py-probe", {})
-    assert after["invocations"] == 1 or after["hostname"] != before["hostname"]
+    assert after["hostname"] not in gone, "and never reused"
 
 
 def test_runtime_exit_mid_invocation_is_exit_error_and_sandbox_is_replaced(lambda_client, host):
-    _, before = invoke(lambda_client, "py-probe", {})
+    invoke(lambda_client, "py-probe", {})
+    before = probe_sandboxes(host)
     started = time.monotonic()
     resp, body = invoke(lambda_client, "py-probe", {"action": "exit", "code": 7})
     elapsed = time.monotonic() - started
@@ -102,9 +122,10 @@ def test_runtime_exit_mid_invocation_is_exit_error_and_sandbox_is_replaced(lambd
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 7"}
     assert elapsed < 3.0, "the exit is seen long before the timeout"
+    gone = removed_since(host, before)
+    assert len(gone) == 1, "the sandbox whose runtime exited is removed"
     _, after = invoke(lambda_client, "py-probe", {})
-    assert after["hostname"] != before["hostname"] or after["pid"] != before["pid"]
-    assert after["invocations"] == 1
+    assert after["hostname"] not in gone, "and replaced, never reused"
     # the dead container was removed
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
