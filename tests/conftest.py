@@ -189,11 +189,15 @@ def awslambdaric_function(docker_engine, tmp_path_factory) -> Path:
                     "--implementation", "cp", "awslambdaric"], check=True)
     (ctx / "app.py").write_text(AWSLAMBDARIC_HANDLER)
     (ctx / "Dockerfile").write_text(
-        f"FROM {base}\nCOPY ric/ /opt/ric/\nCOPY app.py /var/task/app.py\n"
+        f"FROM {base}\nLABEL runtime-host-test=awslambdaric\nCOPY ric/ /opt/ric/\nCOPY app.py /var/task/app.py\n"
         "ENV PYTHONPATH=/opt/ric\nWORKDIR /var/task\n"
         'ENTRYPOINT ["/usr/bin/python3", "-m", "awslambdaric"]\nCMD ["app.handler"]\n')
     tag = "runtime-host-test/awslambdaric:latest"
     subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True)
+    # Each session's pip download is a new build context; the image it replaces
+    # is left untagged, so remove those rather than let them pile up.
+    subprocess.run(["docker", "image", "prune", "-f", "--filter", "label=runtime-host-test=awslambdaric"],
+                   check=True, capture_output=True)
     fn = tmp_path_factory.mktemp("ric-function") / "py-awslambdaric"
     fn.mkdir()
     (fn / "function.toml").write_text(

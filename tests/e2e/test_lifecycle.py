@@ -173,13 +173,10 @@ def test_container_killed_from_outside_ends_the_invocation_with_exit_error(lambd
         time.sleep(0.05)
     assert busy
     docker("kill", busy[0]["container"])
-    killed_at = time.monotonic()
     t.join(timeout=30)
-    answered_after_s = time.monotonic() - killed_at
     assert result["resp"]["FunctionError"] == "Unhandled"
-    assert result["body"]["errorType"] == "Runtime.ExitError"
+    assert result["body"]["errorType"] == "Runtime.ExitError", "the kill ended it (a timeout is Sandbox.Timedout)"
     assert result["body"]["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
-    assert answered_after_s < 1.0
     _, fresh = invoke(lambda_client, "py-counter", {})
     assert [r["state"] for r in sandboxes(host, "py-counter")] in (["FROZEN"], ["READY"], ["BUSY"])
 
@@ -188,9 +185,7 @@ def test_init_over_its_limit_fails_cleanly(functions_dir, tmp_path):
     extra = start_host(functions_dir, tmp_path / "init-limit", extra_args=["--init-timeout-s", "2"])
     try:
         client = client_for(extra.endpoint)
-        started = time.monotonic()
         resp, body = invoke(client, "sh-slow-init", {})
-        assert time.monotonic() - started < 4.5, "the init limit ended it, not the bootstrap's own exit"
         assert resp["FunctionError"] == "Unhandled"
         assert body["errorType"] == "Sandbox.Timedout"
         assert "Init timed out after 2.00 seconds" in body["errorMessage"]

@@ -60,23 +60,31 @@ def test_warm_sandbox_is_reused_with_its_module_state(lambda_client):
 
 
 def test_concurrent_invocations_start_more_sandboxes_up_to_the_limit(lambda_client, host):
-    # py-probe has reserved_concurrency = 2: two run side by side, a third is throttled at once.
+    # py-probe has reserved_concurrency = 2: two run side by side, a third is
+    # throttled while both are still busy (not queued until one frees up).
     def slow():
-        return invoke(lambda_client, "py-probe", {"action": "sleep", "seconds": 1.5})
+        return invoke(lambda_client, "py-probe", {"action": "sleep", "seconds": 2.5})
 
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(slow) for _ in range(2)]
-        time.sleep(0.5)
-        started = time.monotonic()
+        deadline = time.monotonic() + 20
+        while len(busy_probe_sandboxes(host)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(busy_probe_sandboxes(host)) == 2, "both slow invocations are running"
         with pytest.raises(ClientError) as err:
             lambda_client.invoke(FunctionName="py-probe", Payload=b"{}")
-        throttled_after_s = time.monotonic() - started
+        still_running = sum(not f.done() for f in futures)
         results = [f.result() for f in futures]
     assert err.value.response["Error"]["Code"] == "TooManyRequestsException"
-    assert throttled_after_s < 1.0, "a throttle is answered at once, not after waiting for a sandbox"
+    assert still_running == 2, "the throttle was answered while both sandboxes were busy, without waiting for one"
     hostnames = {body["hostname"] for _, body in results}
     assert len(hostnames) == 2, "two concurrent invocations ran in two sandboxes"
     assert all("FunctionError" not in resp for resp, _ in results)
+
+
+def busy_probe_sandboxes(host) -> list[dict]:
+    view = json.load(urllib.request.urlopen(f"{host.endpoint}/runtime-host/sandboxes"))
+    return [r for r in view["sandboxes"] if r["function"] == "py-probe" and r["state"] == "BUSY"]
 
 
 def probe_sandboxes(host) -> set[str]:
@@ -114,14 +122,12 @@ def test_timeout_ends_the_invocation_with_aws_error_and_a_fresh_sandbox_follows(
 def test_runtime_exit_mid_invocation_is_exit_error_and_sandbox_is_replaced(lambda_client, host):
     invoke(lambda_client, "py-probe", {})
     before = probe_sandboxes(host)
-    started = time.monotonic()
     resp, body = invoke(lambda_client, "py-probe", {"action": "exit", "code": 7})
-    elapsed = time.monotonic() - started
     rid = resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert resp["FunctionError"] == "Unhandled"
     assert body == {"errorType": "Runtime.ExitError",
                     "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: exit status 7"}
-    assert elapsed < 3.0, "the exit is seen long before the timeout"
+    # (a timeout would have answered Sandbox.Timedout: the exit itself ended it)
     gone = removed_since(host, before)
     assert len(gone) == 1, "the sandbox whose runtime exited is removed"
     _, after = invoke(lambda_client, "py-probe", {})
