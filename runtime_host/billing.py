@@ -19,7 +19,13 @@ from pathlib import Path
 
 
 def billed_duration_ms(duration_ms: float, init_duration_ms: float | None) -> int:
-    return max(1, math.ceil(duration_ms + (init_duration_ms or 0.0)))
+    """Rounded up to the next 1 ms from the figures as REPORT shows them (two
+    decimals), so that Duration + Init Duration on the line adds up to the
+    Billed Duration a reader expects (15.12 + 4.88 bills 20, whatever the
+    third decimal was). Summed in whole hundredths: float sums like
+    15.12 + 4.88 = 20.000000000000004 would round up a whole extra ms."""
+    hundredths = round(duration_ms * 100) + round((init_duration_ms or 0.0) * 100)
+    return max(1, -(-hundredths // 100))
 
 
 def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_used_mb: int,

@@ -79,3 +79,10 @@ def test_successful_invoke_has_no_status_even_if_an_error_type_is_passed():
 
 def test_timeout_has_no_error_type_field():
     assert "Error Type" not in report_line(RID, 3000.0, 128, 30, status="timeout", error_type="Sandbox.Timedout")
+
+
+def test_billed_duration_adds_up_the_figures_as_report_shows_them():
+    # REPORT shows 15.12 and 4.88: a reader expects 20, whatever the third decimal was
+    assert billed_duration_ms(15.1234, 4.8834) == 20
+    assert billed_duration_ms(15.12, 4.88) == 20          # 15.12 + 4.88 is 20.000000000000004 in floats
+    assert billed_duration_ms(15.126, 4.88) == 21         # shown as 15.13: 20.01 rounds up
