@@ -51,14 +51,28 @@ def cpu_share(host, client, function: str, seconds: float = 3.0) -> float:
     return (after["cpu_s"] - before["cpu_s"]) / wall
 
 
+def best_cpu_share(host, client, function: str, low: float, attempts: int = 3) -> float:
+    """The highest share of up to `attempts` measurements, stopping at one of
+    at least `low`. Other load on a shared machine can only take CPU away
+    from the burner, never give it more than its quota: the highest
+    measurement is the closest to what the cap allows, and a cap that lets
+    too much through shows in every one of them."""
+    shares = []
+    for _ in range(attempts):
+        shares.append(cpu_share(host, client, function))
+        if shares[-1] >= low:
+            break
+    return max(shares)
+
+
 def test_cpu_share_at_128_mb_is_128_of_1769_of_a_core(lambda_client, host):
-    share = cpu_share(host, lambda_client, "py-burn-128")
     expected = 128 / 1769
+    share = best_cpu_share(host, lambda_client, "py-burn-128", low=0.7 * expected)
     assert 0.7 * expected <= share <= 1.3 * expected, f"{share:.3f} of a core, expected {expected:.3f} +-30%"
 
 
 def test_cpu_share_at_1769_mb_is_about_one_core(lambda_client, host):
-    share = cpu_share(host, lambda_client, "py-burn-1769")
+    share = best_cpu_share(host, lambda_client, "py-burn-1769", low=0.7)
     assert 0.7 <= share <= 1.05, f"{share:.3f} of a core"
 
 
