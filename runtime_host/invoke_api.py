@@ -119,7 +119,7 @@ class InvokeApi:
             return aws_error(400, "InvalidParameterValueException",
                              f"Invalid log type {log_type!r}; expected None or Tail")
         limit = MAX_ASYNC_REQUEST_BYTES if invocation_type == "Event" else MAX_SYNC_REQUEST_BYTES
-        payload, size = await read_limited(request, limit)
+        payload, size = await read_limited(request.content, limit)
         if size > limit:
             return aws_error(413, "RequestTooLargeException",
                              f"Request must be smaller than {limit} bytes for the InvokeFunction operation")

@@ -38,7 +38,7 @@ from .ledger import Record
 from .cgroups import bytes_to_mb_rounded_up
 from .config import FunctionConfig
 from .invocation import Invocation, Outcome, platform_error
-from .protocol import LATEST, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
+from .protocol import LATEST, LOOPBACK_RUNTIME_API, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
 from .sandbox import InitFailed, Sandbox
 from .states import InvocationState, SandboxEvent, SandboxState
 
@@ -200,7 +200,10 @@ class FunctionPool:
 
     async def _start(self, sandbox: Sandbox) -> None:
         stems = self.host.stems
-        stem = stems.take(stems.key_of(self.function)) if sandbox.initialization_type == "on-demand" else None
+        key = stems.key_of(self.function)
+        stem = stems.take(key) if sandbox.initialization_type == "on-demand" else None
+        if stem is None:
+            stem = await stems.start_now(key, self.host.init_timeout_s)
         if stem is not None:
             await self._start_from_stem(sandbox, stem)
             return
@@ -223,6 +226,9 @@ class FunctionPool:
         stem.on_output = sandbox.on_output
         sandbox.output_task = stem.output_task
         spec = self._container_spec(sandbox)
+        if stem.runtime_server is not None:          # its own loopback listener (netns.py)
+            stem.sandbox, sandbox.runtime_server = sandbox, stem.runtime_server
+            spec.env["AWS_LAMBDA_RUNTIME_API"] = LOOPBACK_RUNTIME_API
         sandbox.launching()
         await self.host.stems.specialize(stem, self.function, spec.env, spec.command)
         sandbox.launched(stem.pid)
@@ -405,6 +411,8 @@ class FunctionPool:
                 sandbox.on_exit(137, False)
             if sandbox.output_task is not None:
                 sandbox.output_task.cancel()
+            if sandbox.runtime_server is not None:
+                sandbox.runtime_server.close()
             self.sandboxes.pop(sandbox.id, None)
             self.host.unregister(sandbox)
             if sandbox.stem_dir is not None:     # a big code tree takes a while: not on the loop

@@ -59,6 +59,9 @@ FUNCTION_RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
 
 # Where the host is reached from inside a sandbox (Lambda and RIE use 9001).
 RUNTIME_API_PORT = 9001
+# ... on the sandbox's own loopback, where the host listens inside its network namespace.
+LOOPBACK_ADDRESS = "127.0.0.1"
+LOOPBACK_RUNTIME_API = f"{LOOPBACK_ADDRESS}:{RUNTIME_API_PORT}"
 DEFAULT_INVOKE_API_PORT = 9000
 ACCOUNT_ID = "000000000000"
 LATEST = "$LATEST"

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from aiohttp import web
+from urllib.parse import unquote
+
+from aiohttp.streams import StreamReader
 
 from .invocation import Outcome
+from .runtime_http import Reply, Request, start_server
 from .protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
                        ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, FUNCTION_RESPONSE_TOO_LARGE,
                        H_CLIENT_CONTEXT, H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN,
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
 
 ERROR_CAUSE_CONTENT_TYPE = "application/vnd.aws.lambda.error.cause+json"
 VALID_ERROR_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
-ACCEPTED = {"status": "OK"}
 
 
 def sanitize_error_type(value: str | None) -> str:
@@ -43,35 +45,57 @@ def sanitize_error_type(value: str | None) -> str:
     return "Function.Unknown" if value.startswith("Function.") else "Runtime.Unknown"
 
 
-def _json(status: int, doc: dict) -> web.Response:
+def _json(status: int, doc: dict) -> Reply:
     # RAPID encodes with Go's json.Encoder: the body ends with a newline.
-    return web.Response(status=status, body=json.dumps(doc, separators=(",", ":")).encode() + b"\n",
-                        content_type="application/json")
+    return Reply(status, json.dumps(doc, separators=(",", ":")).encode() + b"\n")
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
+def _error(status: int, error_type: str, message: str) -> Reply:
     return _json(status, {"errorMessage": message, "errorType": error_type})
 
 
-def _refused(exc: IllegalTransition, target: str) -> web.Response:
+def _refused(exc: IllegalTransition, target: str) -> Reply:
     name = RAPID_NAMES.get(exc.state, exc.state.value)
     return _error(403, ERR_INVALID_STATE_TRANSITION,
                   f"State transition from {name} to {target} failed for runtime. Error: State transition is not allowed")
 
 
-async def read_limited(request: web.Request, limit: int) -> tuple[bytes, int]:
-    """The body, or its first `limit` bytes; and its full size (the rest is
-    read and dropped so the connection stays usable)."""
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        if size + len(chunk) <= limit:
-            chunks.append(chunk)
-        elif size < limit:
-            chunks.append(chunk[:limit - size])
-        size += len(chunk)
-    body = b"".join(chunks)
-    if (call := request.get(OBSERVED_CALL)) is not None:       # protocol observer hook (below)
-        call["body"], call["body_size"] = body[:OBSERVED_BODY_BYTES], size
+ACCEPTED_REPLY = _json(202, {"status": "OK"})
+
+
+# What Go's net/http (RAPID's server) answers for a path it has no route for,
+# and for a route asked with the wrong method.
+NOT_FOUND = Reply(404, b"404 page not found\n", "text/plain; charset=utf-8")
+
+
+def _method_not_allowed(allowed: list[str]) -> Reply:
+    return Reply(405, b"", None, {"Allow": ", ".join(allowed)})
+
+
+async def read_limited(content: StreamReader, limit: int) -> tuple[bytes, int]:
+    """A request body (aiohttp's reader, from either API), or its first
+    `limit` bytes; and its full size (the rest is read and dropped so the
+    connection stays usable)."""
+    if content.is_eof():              # all of it arrived with the head: the usual small body
+        body = content.read_nowait()
+        size = len(body)
+        body = body[:limit]
+    else:
+        chunks, size = [], 0
+        async for chunk in content.iter_chunked(65536):
+            if size + len(chunk) <= limit:
+                chunks.append(chunk)
+            elif size < limit:
+                chunks.append(chunk[:limit - size])
+            size += len(chunk)
+        body = b"".join(chunks)
+    return body, size
+
+
+async def read_body(request: Request, limit: int) -> tuple[bytes, int]:
+    body, size = await read_limited(request.content, limit)
+    if request.observed is not None:                       # protocol observer hook (below)
+        request.observed["body"], request.observed["body_size"] = body[:OBSERVED_BODY_BYTES], size
     return body, size
 
 
@@ -84,69 +108,102 @@ async def read_limited(request: web.Request, limit: int) -> tuple[bytes, int]:
 # request headers, and when answered: status, response headers, epoch time;
 # for POSTs the body's size and its first OBSERVED_BODY_BYTES. `record` gets
 # the dict on arrival (a GET next may stay open a long time); the same dict is
-# completed in place. Without an observer no middleware is installed.
-OBSERVED_CALL = "runtime_host.observed_call"
+# completed in place. Without an observer nothing is recorded.
 OBSERVED_BODY_BYTES = 65536
 
 
-def protocol_observer_middleware(host: "Host"):
-    observer = host.protocol_observer
-
-    @web.middleware
-    async def observe(request: web.Request, handler):
-        sandbox = host.sandbox_at(request.remote or "")
-        call = {"at": time.monotonic(), "at_epoch_ms": time.time() * 1000, "method": request.method,
-                "path": request.path, "remote": request.remote,
-                "sandbox": sandbox.id if sandbox else None, "function": sandbox.function.name if sandbox else None,
-                "headers": dict(request.headers), "status": None, "response_headers": {},
-                "body": b"", "body_size": None, "done_epoch_ms": None}
-        request[OBSERVED_CALL] = call
-        observer.record(call)
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            call["status"] = exc.status
-            raise
-        finally:
-            call["done_epoch_ms"] = time.time() * 1000
-        call["status"] = response.status
-        call["response_headers"] = dict(response.headers)
-        return response
-
-    return observe
+def _observed_call(request: Request, sandbox: "Sandbox | None") -> dict:
+    return {"at": time.monotonic(), "at_epoch_ms": time.time() * 1000, "method": request.method,
+            "path": request.path, "remote": request.remote,
+            "sandbox": sandbox.id if sandbox else None, "function": sandbox.function.name if sandbox else None,
+            "headers": dict(request.headers), "status": None, "response_headers": {},
+            "body": b"", "body_size": None, "done_epoch_ms": None}
 # --- end of the protocol observer hook --------------------------------------------
 
 
+BASE = f"/{RUNTIME_API_VERSION}"
+NEXT_PATH = f"{BASE}/runtime/invocation/next"
+INVOCATION_PREFIX = f"{BASE}/runtime/invocation/"
+INIT_ERROR_PATH = f"{BASE}/runtime/init/error"
+PING_PATH = f"{BASE}/ping"
+
+Handler = Callable[[Request, "Sandbox | None", str], Awaitable[Reply]]
+
+
 class RuntimeApi:
+    """The Runtime API's routes and rules over runtime_http's server. A
+    request's sandbox is the one its peer address belongs to."""
+
     def __init__(self, host: "Host"):
         self.host = host
+        self.observer = getattr(host, "protocol_observer", None)      # conformance only
+        # ROUTES: the whole Runtime API surface (path -> method -> handler);
+        # POST .../invocation/{request_id}/response|error are matched in _route.
+        self.routes: dict[str, dict[str, Handler]] = {
+            NEXT_PATH: {"GET": self.next},
+            INIT_ERROR_PATH: {"POST": self.init_error},
+            PING_PATH: {"GET": self.ping},
+        }
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024)
-        if getattr(self.host, "protocol_observer", None) is not None:    # conformance only
-            app.middlewares.append(protocol_observer_middleware(self.host))
-        base = f"/{RUNTIME_API_VERSION}"
-        # ROUTES: the whole Runtime API surface.
-        app.router.add_get(f"{base}/runtime/invocation/next", self.next)
-        app.router.add_post(f"{base}/runtime/invocation/{{request_id}}/response", self.response)
-        app.router.add_post(f"{base}/runtime/invocation/{{request_id}}/error", self.error)
-        app.router.add_post(f"{base}/runtime/init/error", self.init_error)
-        app.router.add_get(f"{base}/ping", self.ping)
-        return app
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """A route of the host's own on the same listener (the stem endpoint)."""
+        self.routes.setdefault(path, {})[method] = handler
 
-    def _sandbox(self, request: web.Request) -> "Sandbox | None":
-        return self.host.sandbox_at(request.remote or "")
+    async def start(self, address: str, port: int):
+        return await start_server(self.serve, host=address, port=port)
+
+    def _route(self, path: str) -> tuple[dict[str, Handler] | None, str]:
+        methods = self.routes.get(path)
+        if methods is not None:
+            return methods, ""
+        if path.startswith(INVOCATION_PREFIX):
+            request_id, _, action = path[len(INVOCATION_PREFIX):].partition("/")
+            if request_id and action == "response":
+                return {"POST": self.response}, unquote(request_id)
+            if request_id and action == "error":
+                return {"POST": self.error}, unquote(request_id)
+        return None, ""
+
+    async def serve(self, request: Request) -> Reply:
+        """On the gateway: the sandbox is the one the peer address belongs to."""
+        return await self.serve_as(request, self.host.sandbox_at(request.remote))
+
+    async def serve_as(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+        """On a sandbox's own listener (host.runtime_api_inside) the listener says who calls."""
+        if self.observer is not None:
+            return await self._observed(request, sandbox)
+        return await self._dispatch(request, sandbox)
+
+    async def _dispatch(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+        methods, request_id = self._route(request.path)
+        if methods is None:
+            return NOT_FOUND
+        handler = methods.get(request.method)
+        if handler is None:
+            return _method_not_allowed(sorted(methods))
+        return await handler(request, sandbox, request_id)
+
+    async def _observed(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+        call = request.observed = _observed_call(request, sandbox)
+        self.observer.record(call)
+        try:
+            reply = await self._dispatch(request, sandbox)
+        finally:
+            call["done_epoch_ms"] = time.time() * 1000
+        call["status"] = reply.status
+        call["response_headers"] = {**({"Content-Type": reply.content_type} if reply.content_type else {}),
+                                    **reply.headers}
+        return reply
 
     @staticmethod
-    def _stranger(request: web.Request) -> web.Response:
+    def _stranger(request: Request) -> Reply:
         return _error(403, "UnknownSandbox", f"{request.remote} is not a sandbox of this host; "
                       "a sandbox may only fetch and answer its own invocations")
 
-    async def ping(self, request: web.Request) -> web.Response:
-        return web.Response(text="pong")
+    async def ping(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
+        return Reply(200, b"pong", "text/plain; charset=utf-8")
 
-    async def next(self, request: web.Request) -> web.Response:
-        sandbox = self._sandbox(request)
+    async def next(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
         try:
@@ -165,9 +222,9 @@ class RuntimeApi:
             headers[H_CLIENT_CONTEXT] = inv.client_context
         if inv.cognito_identity:
             headers[H_COGNITO_IDENTITY] = inv.cognito_identity
-        return web.Response(status=200, body=inv.payload, headers=headers, content_type="application/json")
+        return Reply(200, inv.payload, "application/json", headers)
 
-    def _check(self, sandbox: "Sandbox", request_id: str) -> web.Response | None:
+    def _check(self, sandbox: "Sandbox", request_id: str) -> Reply | None:
         try:
             sandbox.current_invocation(request_id)
         except InvalidRequestId:
@@ -176,11 +233,9 @@ class RuntimeApi:
             return _refused(exc, "InvocationResponse")
         return None
 
-    async def response(self, request: web.Request) -> web.Response:
-        sandbox = self._sandbox(request)
+    async def response(self, request: Request, sandbox: "Sandbox | None", request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
-        request_id = request.match_info["request_id"]
         if (refusal := self._check(sandbox, request_id)) is not None:
             return refusal
         mode = request.headers.get(H_RESPONSE_MODE)
@@ -190,7 +245,7 @@ class RuntimeApi:
                                  "errorMessage": f"Invalid function response mode: {mode!r}"}).encode(),
                 error_type=RUNTIME_INVALID_RESPONSE_MODE, status="error"))
             return _error(400, ERR_INVALID_RESPONSE_MODE, "Invalid function response mode")
-        body, size = await read_limited(request, MAX_RESPONSE_BYTES)
+        body, size = await read_body(request, MAX_RESPONSE_BYTES)
         if (refusal := self._check(sandbox, request_id)) is not None:   # it may have changed meanwhile
             return refusal
         if size > MAX_RESPONSE_BYTES:
@@ -203,35 +258,32 @@ class RuntimeApi:
                           f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
         content_type = request.headers.get("Content-Type") or "application/json"
         sandbox.post_result(request_id, Outcome(body=body, content_type=content_type))
-        return _json(202, ACCEPTED)
+        return ACCEPTED_REPLY
 
-    async def error(self, request: web.Request) -> web.Response:
-        sandbox = self._sandbox(request)
+    async def error(self, request: Request, sandbox: "Sandbox | None", request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
-        request_id = request.match_info["request_id"]
         if (refusal := self._check(sandbox, request_id)) is not None:
             return refusal
-        body, _ = await read_limited(request, MAX_RESPONSE_BYTES)
+        body, _ = await read_body(request, MAX_RESPONSE_BYTES)
         if (refusal := self._check(sandbox, request_id)) is not None:
             return refusal
         sandbox.post_result(request_id, self._error_outcome(request, body))
-        return _json(202, ACCEPTED)
+        return ACCEPTED_REPLY
 
-    async def init_error(self, request: web.Request) -> web.Response:
-        sandbox = self._sandbox(request)
+    async def init_error(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
-        body, _ = await read_limited(request, MAX_RESPONSE_BYTES)
+        body, _ = await read_body(request, MAX_RESPONSE_BYTES)
         outcome = self._error_outcome(request, body)
         try:
             sandbox.post_init_error(outcome.error_type, outcome.body)
         except IllegalTransition as exc:
             return _refused(exc, "InitError")
-        return _json(202, ACCEPTED)
+        return ACCEPTED_REPLY
 
     @staticmethod
-    def _error_outcome(request: web.Request, body: bytes) -> Outcome:
+    def _error_outcome(request: Request, body: bytes) -> Outcome:
         """What the caller gets for an error a runtime posted (spec §1.5):
         the body as sent, except the error-cause media type (reduced to
         errorMessage/errorType/stackTrace) and an empty body (built from the

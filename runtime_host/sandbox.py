@@ -105,6 +105,7 @@ class Sandbox:
         self.freezes = 0
         self.pid: int | None = None                # the container's first process, on the host
         self.stem_dir = None                       # the folder behind /var/task, when started from a stem cell
+        self.runtime_server = None                 # the Runtime API on its own loopback, if it has one
         self.initialization_type = "on-demand"
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from aiohttp import web
+from urllib.parse import parse_qs
 
 from . import logs
 from .backend.containers import LABEL_PREFIX, BackendError, ContainerSpec
 from .config import IMAGE_OF_RUNTIME, vcpus_for_memory
+from .runtime_http import Reply, Request
 
 if TYPE_CHECKING:
     from .config import FunctionConfig
@@ -65,6 +66,16 @@ class Stem:
     on_output: Callable[[bytes], None] = lambda data: None
     waiting: asyncio.Future | None = None              # resolved with the stem's answer
     asked: asyncio.Event = field(default_factory=asyncio.Event)   # its GET arrived: ready to be taken
+    # The Runtime API on its own loopback (host.runtime_api_inside), for the
+    # sandbox it becomes; None where only the gateway is available.
+    runtime_server: asyncio.AbstractServer | None = None
+    sandbox: object = None
+    listening: asyncio.Event = field(default_factory=asyncio.Event)    # the listener is set up (or given up)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _json(status: int, doc: dict) -> Reply:
+    return Reply(status, json.dumps(doc).encode())
 
 
 def link_tree(source: Path, target: Path) -> None:
@@ -112,12 +123,14 @@ class StemCells:
         finally:
             self._filling.discard(key)
 
-    async def _start(self, key: StemKey) -> None:
+    async def _start(self, key: StemKey, stock: bool = True) -> Stem | None:
+        """Starts a stem; `stock` ones wait to be taken, others are the caller's."""
         image_name, memory_mb, tmp_mb = key
         stem = Stem(key=key, id=uuid.uuid4().hex[:12], ip=self.host.allocate_ip(),
                     task_dir=self.root / uuid.uuid4().hex[:12])
         stem.task_dir.mkdir(parents=True)
-        self._stems.setdefault(key, []).append(stem)
+        if stock:
+            self._stems.setdefault(key, []).append(stem)
         self._by_ip[stem.ip] = stem
         backend = self.host.backend
         spec = ContainerSpec(
@@ -133,10 +146,38 @@ class StemCells:
             sock = await backend.run(backend.attach_output, stem.container_id)
             stem.output_task = asyncio.create_task(logs.read_container_output(sock, lambda d: stem.on_output(d)))
             stem.pid = await backend.run(backend.start, stem.container_id)
+            stem.runtime_server = await self.host.runtime_api_inside(stem.pid, lambda: stem.sandbox)
+            stem.listening.set()
+            return stem
         except BackendError as exc:
             log.warning("could not start a stem cell for %s: %s", image_name, exc)
             self._discard(stem)
             await self._remove(stem)
+            return None
+
+    async def start_now(self, key: StemKey | None, timeout_s: float) -> Stem | None:
+        """A stem of our own for a cold start that found none in stock, so
+        that every sandbox of our runtimes begins the same way (and gets its
+        own loopback listener); None if it cannot be had in `timeout_s`, and
+        the caller starts the runtime directly."""
+        if key is None or self.host.stopping:
+            return None
+        stem = await self._start(key, stock=False)
+        if stem is None:
+            return None
+        asked = asyncio.ensure_future(stem.asked.wait())
+        exited = asyncio.ensure_future(stem.exited.wait())
+        try:
+            await asyncio.wait((asked, exited), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            exited.cancel()
+        if stem.asked.is_set() and not stem.exited.is_set() and stem.waiting is not None and not stem.waiting.done():
+            self._discard(stem)
+            return stem
+        self._discard(stem)
+        self.host.track(asyncio.create_task(self._remove(stem)))
+        return None
 
     # --- handing one out ------------------------------------------------------------
     def take(self, key: StemKey | None) -> Stem | None:
@@ -144,7 +185,8 @@ class StemCells:
         if key is None:
             return None
         for stem in self._stems.get(key, []):
-            if stem.asked.is_set() and stem.waiting is not None and not stem.waiting.done():
+            if (stem.asked.is_set() and stem.listening.is_set()
+                    and stem.waiting is not None and not stem.waiting.done()):
                 self._discard(stem)
                 self.fill_soon(key)                 # keep one in stock
                 return stem
@@ -156,22 +198,22 @@ class StemCells:
         stem.waiting.set_result({"env": env, "command": command})
 
     # --- the stem endpoint (on the Runtime API's listener) ------------------------------
-    async def handle(self, request: web.Request) -> web.Response:
-        stem = self._by_ip.get(request.remote or "")
+    async def handle(self, request: Request, *_) -> Reply:
+        stem = self._by_ip.get(request.remote)
         if stem is None:
-            return web.json_response({"errorType": "UnknownStem", "errorMessage":
-                                      f"{request.remote} is not a stem cell of this host"}, status=403)
+            return _json(403, {"errorType": "UnknownStem",
+                               "errorMessage": f"{request.remote} is not a stem cell of this host"})
         stem.waiting = asyncio.get_running_loop().create_future()
         stem.asked.set()
         try:
             spec = await stem.waiting
         except asyncio.CancelledError:
-            return web.json_response({"errorType": "StemRemoved", "errorMessage": "stem removed"}, status=410)
-        if request.query.get("format") == "sh":
+            return _json(410, {"errorType": "StemRemoved", "errorMessage": "stem removed"})
+        if parse_qs(request.query).get("format") == ["sh"]:
             assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in spec["env"].items())
             text = f"cd /var/task && exec env -i {assignments} {' '.join(map(shlex.quote, spec['command']))}\n"
-            return web.Response(text=text)
-        return web.Response(body=json.dumps(spec).encode(), content_type="application/json")
+            return Reply(200, text.encode(), "text/plain; charset=utf-8")
+        return _json(200, spec)
 
     def ready_count(self) -> int:
         return sum(1 for group in self._stems.values() for s in group
@@ -191,9 +233,12 @@ class StemCells:
         stem = self._by_container.get(container_id)
         if stem is None:
             return False
+        stem.exited.set()
+        in_stock = stem in self._stems.get(stem.key, [])
         self._discard(stem)
         self.host.track(asyncio.create_task(self._remove(stem)))
-        self.fill_soon(stem.key)
+        if in_stock:
+            self.fill_soon(stem.key)
         return True
 
     async def _remove(self, stem: Stem) -> None:
@@ -202,6 +247,8 @@ class StemCells:
             stem.waiting.cancel()
         if stem.output_task is not None:
             stem.output_task.cancel()
+        if stem.runtime_server is not None:
+            stem.runtime_server.close()
         if stem.container_id is not None:
             await backend.run(backend.remove, stem.container_id)
         self.host.release_ip(stem.ip)

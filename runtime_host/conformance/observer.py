@@ -1,6 +1,6 @@
 """What a runtime said to the Runtime API, as the host's observer hook saw it.
 
-Owns: keeping every call the hook records (runtime_api.protocol_observer_middleware:
+Owns: keeping every call the hook records (runtime_api._observed:
 a dict per request, completed in place when answered) and the sandbox each
 came from, and reading them back in the protocol's terms: events delivered
 (GET next answered 200, with the request id and deadline the host sent),

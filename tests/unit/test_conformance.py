@@ -152,9 +152,20 @@ def test_json_and_junit_carry_every_verdict():
     assert "warning: init took 1200 ms" in cases["lives-within-sandbox"].find("system-out").text
 
 
-def test_the_runtime_api_has_no_observer_unless_asked():
-    host = SimpleNamespace()
-    assert len(RuntimeApi(host).app().middlewares) == 0
-    host.protocol_observer = SimpleNamespace(record=lambda call: None)
-    host.sandbox_at = lambda ip: None
-    assert len(RuntimeApi(host).app().middlewares) == 1
+async def test_the_runtime_api_records_calls_only_for_an_observer():
+    from aiohttp.streams import EMPTY_PAYLOAD
+    from runtime_host.runtime_http import Request
+
+    def ping() -> Request:
+        return Request("GET", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5")
+
+    recorded = []
+    host = SimpleNamespace(sandbox_at=lambda ip: None)
+    plain = RuntimeApi(host)
+    assert (await plain.serve(ping())).status == 200 and plain.observer is None
+    host.protocol_observer = SimpleNamespace(record=recorded.append)
+    observed = RuntimeApi(host)
+    assert (await observed.serve(ping())).status == 200
+    assert (await observed.serve(Request("POST", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5"))).status == 405
+    assert [(c["method"], c["path"], c["status"]) for c in recorded] == [
+        ("GET", "/2018-06-01/ping", 200), ("POST", "/2018-06-01/ping", 405)]
