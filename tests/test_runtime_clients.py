@@ -4,21 +4,31 @@ Each test starts the fake server (tests/fake_runtime_api.py), runs one client
 as a subprocess with the environment the host gives a sandbox, and checks what
 the client sent: bodies, content types, error documents, init errors, exit
 statuses. No Docker and no host involved; the clients run on this machine.
+The last section drives the Python client's own HTTP/1.1 layer in-process
+against a server that answers with scripted bytes.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from tests.fake_runtime_api import FakeRuntimeApi
+from tests.fake_runtime_api import API_PREFIX, FakeRuntimeApi
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "clients"
@@ -655,3 +665,434 @@ def test_bootstrap_execs_the_runtime_client(runtime, target):
     assert text.startswith("#!/bin/sh\n")
     assert re.search(rf"^exec {re.escape(target)}$", text, re.M)
     assert subprocess.run(["sh", "-n", str(bootstrap)]).returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# The Python client's HTTP/1.1 layer: framings and dropped connections, end to end
+
+
+class ChunkedRuntimeApi(FakeRuntimeApi):
+    """Answers GET next with a chunked body (a conforming server may), a few bytes per chunk."""
+
+    CHUNK_BYTES = 7
+
+    async def _next(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request, "next")
+        item = await self._queue.get()
+        response = web.StreamResponse(status=200, headers=item.headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(item.body), self.CHUNK_BYTES):
+            await response.write(item.body[start:start + self.CHUNK_BYTES])
+        await response.write_eof()
+        return response
+
+
+class ClosingRuntimeApi(FakeRuntimeApi):
+    """Answers every POST with `Connection: close`, then closes the connection."""
+
+    def _post_answer(self) -> web.Response:
+        response = super()._post_answer()
+        response.force_close()
+        return response
+
+
+class DroppingRuntimeApi(FakeRuntimeApi):
+    """Can drop the connections of the GET next calls waiting for an event,
+    as when the host closes an idle keep-alive socket or resets the socket of
+    a frozen sandbox."""
+
+    def __init__(self):
+        super().__init__()
+        self._waiting: set = set()
+
+    async def _next(self, request: web.Request) -> web.Response:
+        self._waiting.add(request.transport)
+        try:
+            return await super()._next(request)
+        finally:
+            self._waiting.discard(request.transport)
+
+    def drop_waiting(self, reset: bool) -> None:
+        def drop():
+            for transport in list(self._waiting):
+                if reset:  # SO_LINGER 0: close() sends RST instead of FIN
+                    transport.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    transport.abort()
+                else:
+                    transport.close()
+        self._loop.call_soon_threadsafe(drop)
+
+
+@pytest.fixture
+def server_of_kind():
+    """server_of_kind(cls) -> a started instance of that FakeRuntimeApi subclass."""
+    started: list[FakeRuntimeApi] = []
+
+    def start(cls):
+        started.append(cls().start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("size", [100, 300_000])
+def test_python_reads_a_chunked_next_answer(server_of_kind, start_client, size):
+    chunked = server_of_kind(ChunkedRuntimeApi)
+    client = start_client("python", PROBE_ROOT["python"], "probe.echo", server=chunked)
+    for n in range(2):  # the second proves the chunked body was consumed to its end
+        event = {"n": n, "pad": "x" * size}
+        result = invoke(chunked, event, trace_id="Root=1-chunked")
+        assert result.kind == "response"
+        assert result.json() == event
+    assert len({r.client_port for r in chunked.requests()}) == 1
+    assert client.is_running()
+
+
+def test_python_opens_a_new_connection_after_connection_close(server_of_kind, start_client):
+    closing = server_of_kind(ClosingRuntimeApi)
+    client = start_client("python", PROBE_ROOT["python"], "probe.count", server=closing)
+    assert [invoke(closing, {}).json()["calls"] for _ in range(3)] == [1, 2, 3]
+    closing.wait_for_requests("next", 4)
+    requests = closing.requests()
+    # Each POST ends its connection; the next GET next comes on a new one.
+    ports = [r.client_port for r in requests]
+    assert [r.kind for r in requests] == ["next", "response"] * 3 + ["next"]
+    assert ports[0::2] == ports[1::2] + [ports[-1]] and len(set(ports)) == 4
+    assert client.is_running()
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_python_retries_next_on_a_new_connection_when_the_host_drops_it(
+        server_of_kind, start_client, reset):
+    dropping = server_of_kind(DroppingRuntimeApi)
+    client = start_client("python", PROBE_ROOT["python"], "probe.count", server=dropping)
+    assert invoke(dropping, {}).json()["calls"] == 1
+    dropping.wait_for_requests("next", 2)
+    dropping.drop_waiting(reset)
+    first, dropped, retried = dropping.wait_for_requests("next", 3)
+    assert first.client_port == dropped.client_port != retried.client_port
+    assert invoke(dropping, {}).json()["calls"] == 2
+    assert client.is_running()
+    assert client.stderr() == ""
+
+
+# ---------------------------------------------------------------------------
+# The Python client's HTTP/1.1 layer in-process, against scripted bytes
+
+
+def _load_python_client():
+    spec = importlib.util.spec_from_file_location(
+        "runtime_client_under_test", REPO / "bootstrap" / "python" / "runtime_client.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rtc = _load_python_client()
+
+
+@dataclass
+class Reply:
+    """What the scripted server does for one request: send `pieces` one
+    write each, `pause_s` apart (so that the client reads them one recv each),
+    then keep the connection or close it."""
+
+    pieces: list[bytes]
+    close: bool = False
+    pause_s: float = 0.0
+
+
+HANG_UP = Reply([], close=True)  # close the connection without answering
+
+
+@dataclass
+class ReceivedRequest:
+    connection: int  # 1 for the first connection accepted, 2 for the next...
+    request_line: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+def http_answer(status: str = "200 OK", headers: dict | None = None, body: bytes = b"",
+                content_length: bool = True) -> bytes:
+    lines = ["HTTP/1.1 " + status] + [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if content_length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def next_answer(request_id: str = "req-1", body: bytes = b'{"k": 1}', **options) -> bytes:
+    headers = {"Lambda-Runtime-Aws-Request-Id": request_id, "Lambda-Runtime-Deadline-Ms": "1700000000000",
+               "Content-Type": "application/json"}
+    return http_answer(headers=headers, body=body, **options)
+
+
+ACCEPTED = http_answer("202 Accepted", {"Content-Type": "application/json"}, b'{"status":"OK"}')
+
+
+class ScriptedServer:
+    """Answers the requests it receives, on whatever connection, with the
+    scripted replies in order; stops listening when they run out, so a
+    client that asks for more fails at once instead of waiting forever."""
+
+    def __init__(self, *replies: Reply):
+        self._replies = list(replies)
+        self.requests: list[ReceivedRequest] = []
+        self._connection: socket.socket | None = None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        # shutdown(), not just close(): it is what wakes a thread blocked in
+        # accept() or recv() on the socket.
+        for sock in (self._listener, self._connection):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        connections = 0
+        try:
+            while self._replies:
+                sock, _ = self._listener.accept()
+                connections += 1
+                self._connection = sock
+                with sock, sock.makefile("rb") as reader:
+                    self._serve_connection(sock, reader, connections)
+        except OSError:
+            pass  # stop() shut the sockets down
+        finally:
+            self._listener.close()
+
+    def _serve_connection(self, sock, reader, number: int) -> None:
+        while self._replies:
+            request = self._read_request(reader, number)
+            if request is None:
+                return
+            self.requests.append(request)
+            reply = self._replies.pop(0)
+            for index, piece in enumerate(reply.pieces):
+                if index and reply.pause_s:
+                    time.sleep(reply.pause_s)
+                sock.sendall(piece)
+            if reply.close:
+                return
+
+    @staticmethod
+    def _read_request(reader, number: int) -> ReceivedRequest | None:
+        request_line = reader.readline().decode("latin-1").rstrip("\r\n")
+        if not request_line:
+            return None
+        headers = {}
+        while (line := reader.readline().decode("latin-1").rstrip("\r\n")):
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        body = reader.read(int(headers.get("content-length", 0)))
+        return ReceivedRequest(number, request_line, headers, body)
+
+
+@pytest.fixture
+def scripted():
+    """scripted(*replies) -> (ScriptedServer, RuntimeApiClient connected to it)."""
+    servers: list[ScriptedServer] = []
+
+    def start(*replies: Reply):
+        servers.append(ScriptedServer(*replies))
+        return servers[-1], rtc.RuntimeApiClient(servers[-1].address)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def chunked(body: bytes, sizes: list[int], trailer: str = "") -> list[bytes]:
+    """`body` as chunks of the given sizes (the last takes the rest), in
+    pieces cut between the CR and the LF of each chunk size line."""
+    pieces, start = [], 0
+    for size in [*sizes, len(body)]:
+        data = body[start:start + size]
+        start += len(data)
+        if data:
+            # Upper-case hex digits and an extension: both are legal.
+            pieces += [b"%X;name=value\r" % len(data), b"\n%s\r\n" % data]
+    pieces.append(b"0\r\n" + trailer.encode() + b"\r\n")
+    return pieces
+
+
+def test_http_layer_sends_one_keep_alive_request_per_call(scripted):
+    server, client = scripted(Reply([next_answer("a/b c")]), Reply([ACCEPTED]))
+    invocation = client.next_invocation()
+    client.post_response(invocation.request_id, b'{"ok": true}', "application/json")
+    get, post = server.requests
+    assert get.request_line == f"GET {API_PREFIX}/invocation/next HTTP/1.1"
+    assert "content-length" not in get.headers and get.body == b""
+    assert post.request_line == f"POST {API_PREFIX}/invocation/a%2Fb%20c/response HTTP/1.1"
+    assert post.headers["content-length"] == "12" and post.body == b'{"ok": true}'
+    assert post.headers["content-type"] == "application/json"
+    for request in (get, post):
+        assert request.headers["host"] == server.address
+        assert request.headers["user-agent"].startswith("runtime-host-python/3.")
+    assert get.connection == post.connection == 1
+
+
+def test_http_layer_reads_every_invocation_header_in_any_case(scripted):
+    answer = http_answer(headers={
+        "lambda-runtime-aws-request-id": "id-1",
+        "LAMBDA-RUNTIME-DEADLINE-MS": "1700000000123",
+        "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:f",
+        "Lambda-Runtime-Trace-Id": "Root=1-abc;Sampled=1",
+        "Lambda-Runtime-Client-Context": '{"custom": {"k": "v"}}',
+        "Lambda-Runtime-Cognito-Identity": '{"cognitoIdentityId": "c"}',
+        "content-type": "text/plain",
+    }, body=b"raw")
+    _, client = scripted(Reply([answer]))
+    invocation = client.next_invocation()
+    assert (invocation.request_id, invocation.deadline_ms) == ("id-1", 1700000000123)
+    assert invocation.function_arn == "arn:aws:lambda:us-east-1:000000000000:function:f"
+    assert invocation.trace_id == "Root=1-abc;Sampled=1"
+    assert invocation.client_context_json == '{"custom": {"k": "v"}}'
+    assert invocation.cognito_identity_json == '{"cognitoIdentityId": "c"}'
+    assert (invocation.content_type, invocation.body) == ("text/plain", b"raw")
+
+
+def test_http_layer_parses_header_edge_cases():
+    head = (b"HTTP/1.1 200 OK\r\nX-Twice: a\r\nx-twice: b\r\nX-Folded: first\r\n  second\r\n"
+            b"not a header line\r\nX-Spaces:   padded \t\r\nX-Latin: caf\xe9")
+    version, status, headers = rtc._parse_head(head)
+    assert (version, status) == ("HTTP/1.1", 200)
+    assert headers == {"x-twice": "a, b", "x-folded": "first second", "x-spaces": "padded",
+                       "x-latin": "caf\u00e9"}
+
+
+@pytest.mark.parametrize("status_line", ["HTTP/1.1 2000 OK", "ICY 200 OK", "HTTP/1.1 OK", ""])
+def test_http_layer_refuses_a_malformed_status_line(status_line):
+    with pytest.raises(rtc.ProtocolError):
+        rtc._parse_head(status_line.encode())
+
+
+@pytest.mark.parametrize("sizes", [[], [1, 1, 1], [3, 5000]], ids=["one-chunk", "tiny-chunks", "big-chunk"])
+def test_http_layer_reads_chunked_bodies(scripted, sizes):
+    event = json.dumps({"pad": "y" * 20000}).encode()
+    head = next_answer("id-1", body=b"", content_length=False).replace(
+        b"\r\n\r\n", b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    # Each piece is its own write, so the chunk framing straddles reads.
+    first = Reply([head, *chunked(event, sizes, trailer="X-Checksum: 1\r\n")], pause_s=0.01)
+    second = Reply([head, *chunked(b'"again"', [2])])
+    server, client = scripted(first, second)
+    assert client.next_invocation().body == event
+    assert client.next_invocation().body == b'"again"'
+    assert [r.connection for r in server.requests] == [1, 1]
+
+
+def test_http_layer_finds_the_end_of_headers_split_across_reads(scripted):
+    answer = next_answer("id-1", body=b"[1]")
+    end = answer.index(b"\r\n\r\n")
+    # close=True: were the split blank line missed, the client would fail, not hang.
+    pieces = [answer[:end + 1], answer[end + 1:end + 3], answer[end + 3:]]
+    _, client = scripted(Reply(pieces, close=True, pause_s=0.05))
+    invocation = client.next_invocation()
+    assert (invocation.request_id, invocation.body) == ("id-1", b"[1]")
+
+
+def test_http_layer_reads_a_body_that_ends_with_the_connection(scripted):
+    answer = next_answer("id-1", body=b"until close", content_length=False)
+    server, client = scripted(Reply([answer], close=True), Reply([next_answer("id-2")]))
+    assert client.next_invocation().body == b"until close"
+    assert client.next_invocation().request_id == "id-2"
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
+def test_http_layer_skips_interim_answers(scripted):
+    _, client = scripted(Reply([b"HTTP/1.1 100 Continue\r\n\r\n", next_answer("id-1")]))
+    assert client.next_invocation().request_id == "id-1"
+
+
+def test_http_layer_closes_after_connection_close(scripted):
+    closing = next_answer("id-1").replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    # The server keeps its end open: only the header tells the client to leave.
+    server, client = scripted(Reply([closing]), Reply([next_answer("id-2")]))
+    assert client.next_invocation().request_id == "id-1"
+    assert client.next_invocation().request_id == "id-2"
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
+def test_http_layer_retries_once_when_an_idle_keep_alive_connection_was_closed(scripted):
+    # The host answers, then closes the connection without saying so.
+    server, client = scripted(Reply([next_answer("id-1")], close=True), Reply([ACCEPTED]),
+                              Reply([next_answer("id-2")]))
+    assert client.next_invocation().request_id == "id-1"
+    client.post_response("id-1", b"{}", "application/json")
+    assert client.next_invocation().request_id == "id-2"
+    assert [r.connection for r in server.requests] == [1, 2, 2]
+
+
+def test_http_layer_gives_up_when_the_retry_fails_too(scripted):
+    server, client = scripted(Reply([next_answer("id-1")]), HANG_UP, HANG_UP)
+    client.next_invocation()
+    with pytest.raises(ConnectionResetError):
+        client.next_invocation()
+    assert [r.connection for r in server.requests] == [1, 1, 2]
+
+
+def test_http_layer_does_not_retry_on_a_fresh_connection(scripted):
+    server, client = scripted(HANG_UP, Reply([next_answer("id-1")]))
+    with pytest.raises(rtc.ConnectionClosed):
+        client.next_invocation()
+    assert len(server.requests) == 1
+
+
+def test_http_layer_refuses_a_body_cut_short(scripted):
+    truncated = next_answer("id-1", body=b"0123456789")[:-4]
+    server, client = scripted(Reply([truncated], close=True), Reply([next_answer("id-2")]))
+    with pytest.raises(rtc.ProtocolError, match="4 bytes before the end"):
+        client.next_invocation()
+    assert len(server.requests) == 1  # a half-read answer is not retried
+
+
+def test_http_layer_carries_6_mb_both_ways(scripted):
+    event = b'"' + b"e" * (6 * 1024 * 1024) + b'"'
+    result = b'"' + b"r" * (6 * 1024 * 1024) + b'"'
+    server, client = scripted(Reply([next_answer("id-1", body=event)]), Reply([ACCEPTED]))
+    invocation = client.next_invocation()
+    assert invocation.body == event and type(invocation.body) is bytes
+    client.post_response("id-1", result, "application/json")
+    assert server.requests[1].headers["content-length"] == str(len(result))
+    assert server.requests[1].body == result
+
+
+def test_http_layer_refuses_a_header_value_with_a_line_break(scripted):
+    _, client = scripted()
+    with pytest.raises(ValueError):
+        client.post_init_error({"errorType": "Bad\r\nInjected: yes", "errorMessage": "",
+                                "requestId": "", "stackTrace": []})
+
+
+def test_http_layer_dies_with_the_refusal_when_a_post_is_refused(scripted, capsys):
+    refusal = http_answer("400 Bad Request", {"Content-Type": "application/json"},
+                          b'{"errorType":"InvalidRequestID"}')
+    _, client = scripted(Reply([refusal]))
+    with pytest.raises(SystemExit) as exit_info:
+        client.post_response("id-1", b"{}", "application/json")
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"runtime_client: POST {API_PREFIX}/invocation/id-1/response answered HTTP 400: "
+        '{"errorType":"InvalidRequestID"}\n')
+
+
+@pytest.mark.parametrize("address,host,port,host_header", [
+    ("127.0.0.1:9001", "127.0.0.1", 9001, "127.0.0.1:9001"),
+    ("localhost", "localhost", 80, "localhost"),
+    ("[::1]:9001", "::1", 9001, "[::1]:9001"),
+])
+def test_http_layer_reads_the_address_as_http_client_did(address, host, port, host_header):
+    connection = rtc.HttpConnection(address)
+    assert (connection.host, connection.port, connection.host_header) == (host, port, host_header)

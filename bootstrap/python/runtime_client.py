@@ -13,12 +13,13 @@ call). Protocol facts: /work/shared/spec/runtime-api.md sections 1, 4 and 10.
 """
 
 import decimal
-import http.client
 import importlib
 import json
 import logging
 import os
 import platform
+import re
+import socket
 import sys
 import time
 import traceback
@@ -87,32 +88,37 @@ class RuntimeApiClient:
     """The four Runtime API calls over one persistent HTTP/1.1 connection."""
 
     def __init__(self, address):
-        # No timeout: GET next is a long poll that may block for as long as
-        # the sandbox stays idle (or frozen).
-        self._conn = http.client.HTTPConnection(address)
-        self._user_agent = "runtime-host-python/" + platform.python_version()
+        self._conn = HttpConnection(address)
+        user_agent = "runtime-host-python/" + platform.python_version()
+        # The same on every request, so formatted once. Accept-Encoding as
+        # http.client sent it: this client decodes no content coding.
+        self._common_headers = "Host: %s\r\nUser-Agent: %s\r\nAccept-Encoding: identity\r\n" % (
+            self._conn.host_header, user_agent)
+        # GET next never changes: its bytes are built once.
+        self._next_request = self._encode_head("GET", API_PREFIX + "/invocation/next", {}, None)
 
     def next_invocation(self):
-        status, response, body = self._request("GET", API_PREFIX + "/invocation/next")
-        _require_success(status, "GET", "/invocation/next", body)
-        deadline_text = response.getheader(HEADER_DEADLINE_MS) or "0"
+        response = self._send(self._next_request)
+        _require_success(response.status, "GET", "/invocation/next", response.body)
+        headers = response.headers
+        deadline_text = headers.get(_DEADLINE_MS_KEY) or "0"
         try:
             deadline_ms = int(deadline_text)
         except ValueError:
             # Same fallback as awslambdaric's strtoul: an unreadable deadline is epoch 0.
             deadline_ms = 0
-        request_id = response.getheader(HEADER_REQUEST_ID)
+        request_id = headers.get(_REQUEST_ID_KEY)
         if not request_id:
             _die("GET /invocation/next answered without a %s header" % HEADER_REQUEST_ID)
         return Invocation(
             request_id=request_id,
             deadline_ms=deadline_ms,
-            function_arn=response.getheader(HEADER_FUNCTION_ARN),
-            trace_id=response.getheader(HEADER_TRACE_ID),
-            client_context_json=response.getheader(HEADER_CLIENT_CONTEXT),
-            cognito_identity_json=response.getheader(HEADER_COGNITO_IDENTITY),
-            content_type=response.getheader("Content-Type"),
-            body=body,
+            function_arn=headers.get(_FUNCTION_ARN_KEY),
+            trace_id=headers.get(_TRACE_ID_KEY),
+            client_context_json=headers.get(_CLIENT_CONTEXT_KEY),
+            cognito_identity_json=headers.get(_COGNITO_IDENTITY_KEY),
+            content_type=headers.get("content-type"),
+            body=response.body,
         )
 
     def post_response(self, request_id, body, content_type):
@@ -131,28 +137,340 @@ class RuntimeApiClient:
         self._post("/init/error", _to_json_bytes(error_doc), headers)
 
     def _post(self, path, body, headers):
-        # http.client sends bytes bodies with Content-Length, never chunked.
-        status, _, answer = self._request("POST", API_PREFIX + path, body, headers)
-        _require_success(status, "POST", path, answer)
+        # Always Content-Length, never chunked: the body is whole in memory.
+        head = self._encode_head("POST", API_PREFIX + path, headers, len(body))
+        response = self._send(head, body)
+        _require_success(response.status, "POST", path, response.body)
 
-    def _request(self, method, path, body=None, headers=None):
-        headers = dict(headers or {})
-        headers["User-Agent"] = self._user_agent
+    def _encode_head(self, method, path, headers, body_length):
+        lines = ["%s %s HTTP/1.1\r\n" % (method, path), self._common_headers]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                # A line break would end the header early and let the rest
+                # pass for headers of its own; http.client refused it too.
+                raise ValueError("Invalid header value %r" % value)
+            lines.append("%s: %s\r\n" % (name, value))
+        if body_length is not None:
+            lines.append("Content-Length: %d\r\n" % body_length)
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    def _send(self, head, body=b""):
         for attempt in (1, 2):
-            reused = self._conn.sock is not None
+            reused = self._conn.is_open
             try:
-                self._conn.request(method, path, body=body, headers=headers)
-                response = self._conn.getresponse()
-                # Read the whole body so the socket is free for the next call.
-                return response.status, response, response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.send(head, body)
+                return self._conn.read_response()
+            except (ConnectionResetError, BrokenPipeError):
+                # ConnectionClosed is a ConnectionResetError too.
                 self._conn.close()
                 # A kept-alive socket the host closed while idle fails on first
                 # use; one retry on a fresh connection covers that. A fresh
                 # connection that fails is a real error.
                 if not reused or attempt == 2:
                     raise
+            except BaseException:
+                # Whatever broke, the socket may sit in the middle of a message.
+                self._conn.close()
+                raise
         raise AssertionError("unreachable")
+
+
+# -- HTTP/1.1 on a plain socket ----------------------------------------------
+#
+# http.client costs tens of microseconds per call (email.parser reads its
+# headers), a large share of a warm invocation. This client does the little
+# the Runtime API needs: requests with Content-Length bodies, one at a time
+# on one keep-alive connection; responses framed by Content-Length, chunked
+# transfer coding or the end of the connection.
+
+# The header names next_invocation reads, as HttpConnection stores them.
+_REQUEST_ID_KEY = HEADER_REQUEST_ID.lower()
+_DEADLINE_MS_KEY = HEADER_DEADLINE_MS.lower()
+_FUNCTION_ARN_KEY = HEADER_FUNCTION_ARN.lower()
+_TRACE_ID_KEY = HEADER_TRACE_ID.lower()
+_CLIENT_CONTEXT_KEY = HEADER_CLIENT_CONTEXT.lower()
+_COGNITO_IDENTITY_KEY = HEADER_COGNITO_IDENTITY.lower()
+
+# One recv() takes a typical GET next answer (headers and event) whole.
+_RECV_BYTES = 65536
+# Bodies up to this size are copied behind the request head so the request
+# leaves in one sendall; larger ones (up to 6 MB) go out with sendmsg from
+# the caller's buffer, uncopied.
+_COALESCE_BYTES = 65536
+# Bounds on what a broken server can make this client buffer.
+_MAX_HEAD_BYTES = 1 << 20
+_MAX_LINE_BYTES = 65536
+_MAX_RECV_AT_ONCE = 1 << 24
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_FOLDED_LINE_BREAK = re.compile(r"\r\n[ \t]+")
+_STATUS_LINE = re.compile(r"(HTTP/[0-9]\.[0-9]) ([0-9]{3})(?: |$)")
+
+
+class ProtocolError(Exception):
+    """The Runtime API answered with something that is not readable HTTP/1.1."""
+
+
+class ConnectionClosed(ConnectionResetError):
+    """The server closed the connection before any byte of its answer.
+
+    A ConnectionResetError, as http.client's RemoteDisconnected is: on a
+    kept-alive socket both mean the host dropped it while it sat idle.
+    """
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # names lower-cased; repeated fields joined with ", "
+        self.body = body
+
+
+class HttpConnection:
+    """One HTTP/1.1 keep-alive connection: a request out, then its response in.
+
+    Received bytes wait in self._buffer from self._offset on, so a response
+    that arrives in one segment costs one recv() and a few slices. Opens the
+    socket on first use and again after close(), as http.client did.
+    """
+
+    def __init__(self, address):
+        self.host, self.port = _split_host_port(address)
+        self.host_header = _host_header(self.host, self.port)
+        self._sock = None
+        self._buffer = b""
+        self._offset = 0
+
+    @property
+    def is_open(self):
+        return self._sock is not None
+
+    def open(self):
+        # timeout=None rather than the default: a handler may have called
+        # socket.setdefaulttimeout(), and GET next must be free to wait forever.
+        sock = socket.create_connection((self.host, self.port), timeout=None)
+        # Each request leaves in one write and waits for its answer: Nagle's
+        # algorithm could only delay it.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer = b""
+        self._offset = 0
+
+    def send(self, head, body=b""):
+        if self._sock is None:
+            self.open()
+        if len(body) <= _COALESCE_BYTES:
+            self._sock.sendall(head + body)
+        else:
+            self._send_gathered(head, body)
+
+    def _send_gathered(self, head, body):
+        sent = self._sock.sendmsg((head, body))
+        if sent < len(head):
+            self._sock.sendall(memoryview(head)[sent:])
+            sent = len(head)
+        if sent - len(head) < len(body):
+            self._sock.sendall(memoryview(body)[sent - len(head):])
+
+    def read_response(self):
+        """The answer to the request just sent; interim (1xx) answers are skipped."""
+        version, status, headers = _parse_head(self._read_head())
+        while 100 <= status < 200:
+            version, status, headers = _parse_head(self._read_head())
+        body, ended_by_close = self._read_body(status, headers)
+        if ended_by_close or _closes_after(version, headers):
+            self.close()
+        return Response(status, headers, body)
+
+    def _read_body(self, status, headers):
+        """(body, whether the server closing the connection ended it)."""
+        if status == 204 or status == 304:
+            return b"", False
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            if coding.rpartition(",")[2].strip().lower() == "chunked":
+                return self._read_chunked(), False
+            return self._read_until_close(), True
+        length = headers.get("content-length")
+        if length is not None:
+            return self._read_exact(_parse_content_length(length)), False
+        return self._read_until_close(), True
+
+    def _read_head(self):
+        """The status line and header fields, up to the blank line (consumed, not returned)."""
+        end = self._buffer.find(b"\r\n\r\n", self._offset)
+        while end < 0:
+            unread = len(self._buffer) - self._offset
+            if unread > _MAX_HEAD_BYTES:
+                raise ProtocolError("response header section over %d bytes" % _MAX_HEAD_BYTES)
+            if not self._receive():
+                if unread:
+                    raise ProtocolError("connection closed in the middle of a response's headers")
+                raise ConnectionClosed("the server closed the connection without answering")
+            # Resume a few bytes back: the blank line may straddle two reads.
+            end = self._buffer.find(b"\r\n\r\n", max(0, unread - 3))
+        head = self._buffer[self._offset:end]
+        self._offset = end + 4
+        return head
+
+    def _read_exact(self, size):
+        end = self._offset + size
+        if end <= len(self._buffer):
+            body = self._buffer[self._offset:end]
+            self._offset = end
+            return body
+        return self._read_exact_from_socket(size)
+
+    def _read_exact_from_socket(self, size):
+        pieces = [self._buffer[self._offset:]]
+        missing = size - len(pieces[0])
+        self._buffer = b""
+        self._offset = 0
+        while missing > 0:
+            # MSG_WAITALL: the kernel fills the whole request, so a large body
+            # takes few calls and lands in its final bytes object directly.
+            piece = self._sock.recv(min(missing, _MAX_RECV_AT_ONCE), socket.MSG_WAITALL)
+            if not piece:
+                raise ProtocolError("connection closed %d bytes before the end of a response body"
+                                    % missing)
+            pieces.append(piece)
+            missing -= len(piece)
+        return b"".join(pieces)
+
+    def _read_chunked(self):
+        pieces = []
+        while True:
+            size = _parse_chunk_size(self._read_line())
+            if size == 0:
+                break
+            pieces.append(self._read_exact(size))
+            if self._read_line():
+                raise ProtocolError("chunk data does not end where its size says")
+        # Trailer fields: none of them is anything this client reads.
+        while self._read_line():
+            pass
+        return b"".join(pieces)
+
+    def _read_until_close(self):
+        pieces = [self._buffer[self._offset:]]
+        self._buffer = b""
+        self._offset = 0
+        while True:
+            piece = self._sock.recv(_RECV_BYTES)
+            if not piece:
+                return b"".join(pieces)
+            pieces.append(piece)
+
+    def _read_line(self):
+        """One line of chunked framing, without its CRLF (a bare LF is accepted too)."""
+        end = self._buffer.find(b"\n", self._offset)
+        while end < 0:
+            unread = len(self._buffer) - self._offset
+            if unread > _MAX_LINE_BYTES:
+                raise ProtocolError("chunked framing line over %d bytes" % _MAX_LINE_BYTES)
+            if not self._receive():
+                raise ProtocolError("connection closed in the middle of a chunked response body")
+            end = self._buffer.find(b"\n", unread)
+        line = self._buffer[self._offset:end]
+        self._offset = end + 1
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _receive(self):
+        """Append the next bytes from the socket to the unread ones; False at end of stream."""
+        data = self._sock.recv(_RECV_BYTES)
+        if not data:
+            return False
+        if self._offset < len(self._buffer):
+            self._buffer = self._buffer[self._offset:] + data
+        else:
+            self._buffer = data
+        self._offset = 0
+        return True
+
+
+def _parse_head(head):
+    """(version, status, headers) from a response's head; header names lower-cased."""
+    # Latin-1 maps every byte to one character, as http.client read headers.
+    text = head.decode("latin-1")
+    if "\r\n " in text or "\r\n\t" in text:
+        # Obsolete line folding: a line that starts with blanks continues the value above.
+        text = _FOLDED_LINE_BREAK.sub(" ", text)
+    lines = text.split("\r\n")
+    version, status = _parse_status_line(lines[0])
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue  # not a header field; skipped, as http.client did
+        name = name.lower()
+        if name in headers:
+            headers[name] += ", " + value.strip(" \t")
+        else:
+            headers[name] = value.strip(" \t")
+    return version, status, headers
+
+
+def _parse_status_line(line):
+    match = _STATUS_LINE.match(line)
+    if match is None:
+        raise ProtocolError("malformed status line %r" % line[:200])
+    return match[1], int(match[2])
+
+
+def _parse_content_length(value):
+    if value.isdigit() and value.isascii():
+        return int(value)
+    # A repeated Content-Length arrives joined with ", "; copies that agree
+    # are harmless, copies that differ make the framing unknowable.
+    lengths = {part.strip(" \t") for part in value.split(",")}
+    length = lengths.pop()
+    if lengths or not (length.isdigit() and length.isascii()):
+        raise ProtocolError("malformed or conflicting Content-Length %r" % value)
+    return int(length)
+
+
+def _parse_chunk_size(line):
+    digits = line.partition(b";")[0].strip(b" \t")  # chunk extensions are ignored
+    if not digits or digits.strip(_HEX_DIGITS):
+        raise ProtocolError("malformed chunk size line %r" % line[:200])
+    return int(digits, 16)
+
+
+def _closes_after(version, headers):
+    """Whether the server will close the connection after this response."""
+    connection = headers.get("connection", "").lower()
+    if "close" in connection:
+        return True
+    # HTTP/1.0 closes after each response unless it says otherwise.
+    return version == "HTTP/1.0" and "keep-alive" not in connection
+
+
+def _split_host_port(address):
+    """("host", port) from AWS_LAMBDA_RUNTIME_API, read the way http.client read it."""
+    host, port = address, 80
+    colon = address.rfind(":")
+    if colon > address.rfind("]"):  # a colon inside [...] is part of an IPv6 address
+        host, port_text = address[:colon], address[colon + 1:]
+        if port_text:
+            if not (port_text.isascii() and port_text.isdigit()):
+                raise ValueError("nonnumeric port: '%s'" % port_text)
+            port = int(port_text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def _host_header(host, port):
+    if ":" in host:
+        host = "[%s]" % host
+    return host if port == 80 else "%s:%d" % (host, port)
 
 
 class CognitoIdentity:
@@ -448,8 +766,8 @@ def _quote(request_id):
 
 
 def _header_safe(value):
-    # http.client encodes header values as latin-1; an exception class may
-    # have a non-ASCII name.
+    # Header values go out latin-1 encoded (as http.client sent them); an
+    # exception class may have a non-ASCII name.
     return value.encode("ascii", "replace").decode("ascii")
 
 
