@@ -183,6 +183,8 @@ class FunctionPool:
         while self.idle:
             sandbox = self.idle.pop()
             if sandbox.state in (SandboxState.READY, SandboxState.FROZEN):
+                if sandbox.freeze_timer is not None:
+                    sandbox.freeze_timer.cancel()
                 return sandbox
         return None
 
@@ -328,7 +330,12 @@ class FunctionPool:
             # After a short grace (OpenWhisk's pauseGrace): a caller invoking
             # again at once finds it still thawed, and the answer already on
             # its way goes out first. _freeze checks it is still idle.
-            asyncio.get_running_loop().call_later(self.host.freeze_grace_s, self._freeze, sandbox)
+            # The grace counts from this release: a timer left from an earlier
+            # one would freeze a sandbox that came back a moment ago.
+            if sandbox.freeze_timer is not None:
+                sandbox.freeze_timer.cancel()
+            sandbox.freeze_timer = asyncio.get_running_loop().call_later(
+                self.host.freeze_grace_s, self._freeze, sandbox)
 
     def on_dead(self, sandbox: Sandbox) -> None:
         if sandbox in self.idle:

@@ -77,6 +77,26 @@ def test_ps_shows_an_idle_sandbox_as_frozen(lambda_client, host):
     assert any(line.startswith("py-counter ") and "FROZEN" in line for line in table.splitlines())
 
 
+def test_freeze_grace_counts_from_the_latest_release(functions_dir, tmp_path):
+    # A 1 s grace and calls 0.1 s apart: the sandbox is never frozen while in
+    # use (a timer left from an earlier release must not fire), then once idle.
+    extra = start_host(functions_dir, tmp_path / "grace", extra_args=["--freeze-grace-ms", "1000"])
+    try:
+        client = client_for(extra.endpoint)
+        for _ in range(25):
+            invoke(client, "py-probe", {})
+            time.sleep(0.1)
+        [row] = sandboxes(extra, "py-probe")
+        assert row["freezes"] == 0, "frozen while calls kept coming within the grace"
+        deadline = time.monotonic() + 10
+        while sandboxes(extra, "py-probe")[0]["state"] != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [row] = sandboxes(extra, "py-probe")
+        assert (row["state"], row["freezes"]) == ("FROZEN", 1)
+    finally:
+        stop_host(extra)
+
+
 def test_unfrozen_function_idles_ready(lambda_client, host):
     invoke(lambda_client, "py-counter-nofreeze", {})
     time.sleep(0.2)
