@@ -172,6 +172,10 @@ class DockerBackend:
             pids_limit=PIDS_LIMIT,
             ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
             network_mode=network.name,
+            # The host reads output through its attach stream and keeps it in its
+            # own log files; a Docker log driver would write every line a second
+            # time (about 0.1 ms of dockerd CPU per line on our machines).
+            log_config=docker.types.LogConfig(type=docker.types.LogConfig.types.NONE),
         )
         networking = self.api.create_networking_config(
             {network.name: self.api.create_endpoint_config(ipv4_address=spec.ip)})
