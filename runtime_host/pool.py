@@ -94,7 +94,7 @@ class FunctionPool:
         in the ledger before it is returned. The rest of the invocation
         (END/REPORT) finishes in the background; await `inv.reported` for it."""
         sandbox = await self._acquire()            # raises Throttled
-        asyncio.create_task(self._report_when_finished(sandbox, inv))
+        self._report_when_finished(sandbox, inv)
         try:
             outcome = await self._run(sandbox, inv)
         except SandboxStartFailed:
@@ -282,20 +282,26 @@ class FunctionPool:
             self.sink.write(self.function.name, line)
             self.destroy_soon(sandbox)
 
-    async def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
-        try:
-            await inv.finished
-            # Docker copies output asynchronously, and on a busy machine a line
-            # printed before the result can land after it: END waits until the
-            # sandbox has been quiet for OUTPUT_QUIET_S since the end (at most
-            # OUTPUT_SETTLE_MAX_S). Only a Tail caller and `run` wait for this.
+    def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
+        """END and REPORT once the invocation has ended and its output has
+        settled (callbacks and timers, not a task: this runs for every
+        invocation, and a task costs more than the work)."""
+        inv.finished.add_done_callback(lambda _: self._report_once_settled(sandbox, inv))
+
+    def _report_once_settled(self, sandbox: Sandbox, inv: Invocation) -> None:
+        # Docker copies output asynchronously, and on a busy machine a line
+        # printed before the result can land after it: END waits until the
+        # sandbox has been quiet for OUTPUT_QUIET_S since the end (at most
+        # OUTPUT_SETTLE_MAX_S). Only a Tail caller and `run` wait for this.
+        if inv.ended_at is not None:
+            now = time.monotonic()
             give_up_at = inv.ended_at + OUTPUT_SETTLE_MAX_S
-            while True:
-                now = time.monotonic()
-                wait_s = max(inv.ended_at, sandbox.last_output_at) + OUTPUT_QUIET_S - now
-                if wait_s <= 0 or now >= give_up_at:
-                    break
-                await asyncio.sleep(min(wait_s, give_up_at - now))
+            wait_s = max(inv.ended_at, sandbox.last_output_at) + OUTPUT_QUIET_S - now
+            if wait_s > 0 and now < give_up_at:
+                asyncio.get_running_loop().call_later(min(wait_s, give_up_at - now),
+                                                      self._report_once_settled, sandbox, inv)
+                return
+        try:
             fn = self.function
             # The figure the ledger recorded, unless the sandbox was OOM-killed since.
             used_mb = fn.memory_mb if sandbox.oom_killed else (inv.max_memory_used_mb or self._max_memory_used_mb(sandbox))
@@ -307,6 +313,8 @@ class FunctionPool:
             inv.append_log(text)
             self.sink.write(fn.name, text)
             inv.report = report
+        except Exception:                     # never leave a Tail caller waiting for a REPORT
+            log.exception("could not write the REPORT of %s", inv.request_id)
         finally:
             if not inv.reported.done():
                 inv.reported.set_result(None)
