@@ -139,6 +139,8 @@ class Connection(BaseProtocol):
                 request = Request(message.method, raw_path, query, message.headers, payload, self.remote)
                 try:
                     reply = await self._serve(request)
+                except ConnectionResetError:           # the client went away mid-body: nobody to answer
+                    return
                 except Exception:                      # a bug must not kill the connection's owner
                     log.exception("Runtime API handler failed for %s %s", message.method, raw_path)
                     reply = Reply(500, b'{"errorMessage":"Internal Server Error","errorType":"InternalServerError"}\n')

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import containers_of_host, docker, invoke
+from tests.conftest import client_for, containers_of_host, docker, invoke, start_host, stop_host
 
 
 def test_sandbox_environment_is_lambdas(lambda_client):
@@ -28,7 +28,7 @@ def test_sandbox_environment_is_lambdas(lambda_client):
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/py-probe"
     assert "[$LATEST]" in env["AWS_LAMBDA_LOG_STREAM_NAME"]
-    assert env["AWS_LAMBDA_RUNTIME_API"].endswith(":9001")
+    assert env["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:9001", "as on Lambda: its own loopback"
     assert env["_X_AMZN_TRACE_ID"].startswith("Root=1-")
     assert env["PROBE_SETTING"] == "from function.toml"
     assert body["cwd"] == "/var/task"
@@ -200,3 +200,18 @@ def test_sandbox_that_cannot_start_is_service_exception(lambda_client):
     assert err.value.response["Error"]["Code"] == "ServiceException"
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert "runtime-host-test/never-built:1" in err.value.response["Error"]["Message"]
+
+
+def test_without_stem_cells_sandboxes_reach_the_runtime_api_on_the_gateway(functions_dir, tmp_path):
+    # No stems: the runtime starts directly and is known by its address on the
+    # host's network (the path runtime = "image" functions always take).
+    extra = start_host(functions_dir, tmp_path / "no-stems", extra_args=["--stem-cells", "0"])
+    try:
+        client = client_for(extra.endpoint)
+        _, first = invoke(client, "py-probe", {})
+        _, second = invoke(client, "py-probe", {})
+        address = first["env"]["AWS_LAMBDA_RUNTIME_API"]
+        assert address != "127.0.0.1:9001" and address.endswith(".1:9001"), address
+        assert second["pid"] == first["pid"], "warm reuse works the same on the gateway"
+    finally:
+        stop_host(extra)

@@ -1,0 +1,121 @@
+"""runtime_http: the lean HTTP/1.1 server under the Runtime API, over a real
+loopback socket, with raw bytes from the client side (what runtime clients
+written in any language may send)."""
+from __future__ import annotations
+
+import asyncio
+
+from runtime_host.runtime_http import Reply, Request, start_server
+
+
+async def echo_server():
+    seen: list[Request] = []
+
+    async def serve(request: Request) -> Reply:
+        body = await request.content.read()
+        seen.append(request)
+        if request.path == "/slow":
+            await asyncio.sleep(0.05)
+        return Reply(200, f"{request.method} {request.path} {len(body)}".encode(), "text/plain",
+                     {"X-Request": request.headers.get("X-Request", "")})
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    return server, port, seen
+
+
+async def exchange(port: int, raw: bytes, until_closed: bool = False, answers: int = 1) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    data = b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            if not chunk:
+                break
+            data += chunk
+            if not until_closed and data.count(b"HTTP/1.1 ") >= answers and _complete(data, answers):
+                break
+    finally:
+        writer.close()
+    return data
+
+
+def _complete(data: bytes, answers: int) -> bool:
+    rest = data
+    for _ in range(answers):
+        head, sep, rest = rest.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+        if len(rest) < length:
+            return False
+        rest = rest[length:]
+    return True
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection():
+    server, port, _ = await echo_server()
+    try:
+        raw = (b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Request: one\r\n\r\n"
+               b"POST /b HTTP/1.1\r\nHost: x\r\nX-Request: two\r\nContent-Length: 3\r\n\r\nabc")
+        data = await exchange(port, raw, answers=2)
+    finally:
+        server.close()
+    first, second = data.index(b"GET /slow 0"), data.index(b"POST /b 3")
+    assert first < second, data
+    assert data.count(b"Date: ") == 2 and b"X-Request: one" in data and b"X-Request: two" in data
+
+
+async def test_a_chunked_body_is_read_whole():
+    server, port, seen = await echo_server()
+    try:
+        raw = (b"POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+        data = await exchange(port, raw)
+    finally:
+        server.close()
+    assert b"POST /r 7" in data and seen[0].path == "/r"
+
+
+async def test_query_is_split_from_the_path():
+    server, port, seen = await echo_server()
+    try:
+        await exchange(port, b"GET /runtime-host/stem?format=sh HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        server.close()
+    assert (seen[0].path, seen[0].query) == ("/runtime-host/stem", "format=sh")
+
+
+async def test_connection_close_is_honoured_and_said():
+    server, port, _ = await echo_server()
+    try:
+        data = await exchange(port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", until_closed=True)
+    finally:
+        server.close()
+    assert b"Connection: close\r\n" in data and data.endswith(b"GET /a 0")
+
+
+async def test_a_malformed_request_gets_400_and_the_connection_ends():
+    server, port, seen = await echo_server()
+    try:
+        data = await exchange(port, b"NOT HTTP AT ALL\r\n\r\n", until_closed=True)
+    finally:
+        server.close()
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and not seen
+
+
+async def test_a_big_answer_arrives_whole():
+    body = bytes(range(256)) * 20000                        # 5 MB: written after the head, not copied into it
+
+    async def serve(request: Request) -> Reply:
+        return Reply(200, body)
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        data = await exchange(port, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        server.close()
+    assert data.split(b"\r\n\r\n", 1)[1] == body
