@@ -254,7 +254,7 @@ def cleanup() -> None:
         _docker("rm", "-f", *ids, check=False)
 
 
-def _start_fleet(image: str, count: int) -> list[RieContainer]:
+def start_fleet(image: str, count: int) -> list[RieContainer]:
     fleet: list[RieContainer] = []
     with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
         futures = [pool.submit(RieContainer, image) for _ in range(count)]
@@ -331,9 +331,19 @@ def throughput(callers: int, seconds: float, image: str | None = None) -> dict:
     invoke per container (its init). Invocations/s in total and the latency
     of every call."""
     image = image or prepare()
-    fleet = _start_fleet(image, callers)
+    fleet = start_fleet(image, callers)
     try:
-        conns = [c.caller() for c in fleet]
+        return drive_fleet(fleet, seconds)
+    finally:
+        for container in fleet:
+            container.stop()
+
+
+def drive_fleet(fleet: list[RieContainer], seconds: float) -> dict:
+    """One caller thread per container of a running fleet for `seconds`."""
+    callers = len(fleet)
+    conns = [c.caller() for c in fleet]
+    try:
         for conn in conns:
             _call_ok(conn, EVENT_100_BYTES)
         barrier = threading.Barrier(callers + 1)
@@ -358,11 +368,9 @@ def throughput(callers: int, seconds: float, image: str | None = None) -> dict:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+    finally:
         for conn in conns:
             conn.close()
-    finally:
-        for container in fleet:
-            container.stop()
     if errors:
         raise RuntimeError(f"throughput with {callers} callers: {errors[:3]}")
     every = [ms for s in samples for ms in s]

@@ -1,11 +1,14 @@
 """Throughput: N concurrent callers, each invoking sequentially on its own
 keep-alive connection for a fixed time; invocations per second, latency,
-and any failed invocation (there must be none up to reserved_concurrency)."""
+and any failed invocation (there must be none up to reserved_concurrency).
+The 16-caller target is judged on a paired run: ours and a fleet of RIE
+containers in alternating rounds (see `paired`)."""
 from __future__ import annotations
 
 import threading
 import time
 
+import rie
 from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path, percentiles
 
 FUNCTION = "bench-python"
@@ -44,11 +47,34 @@ def drive(port: int, path: str, callers: int, seconds: float) -> dict:
     return stats
 
 
+def paired(host: Host, callers: int, rounds: int, seconds: float) -> dict:
+    """Ours and a fleet of `callers` RIE containers (one caller each), in
+    alternating rounds of `seconds`, so that a noisy neighbour on a shared
+    machine weighs on both sides alike; the ratio is of the totals."""
+    image = rie.prepare(progress=lambda _: None)
+    fleet = rie.start_fleet(image, callers)
+    try:
+        drive(host.port, invoke_path(FUNCTION), callers, min(1.0, seconds))     # every sandbox warm
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(drive(host.port, invoke_path(FUNCTION), callers, seconds)["invocations_per_s"])
+            theirs.append(rie.drive_fleet(fleet, seconds)["invocations_per_s"])
+    finally:
+        for container in fleet:
+            container.stop()
+    return {"callers": callers, "rounds": rounds, "seconds_per_round": seconds,
+            "ours_per_s": [round(x, 1) for x in ours], "rie_per_s": [round(x, 1) for x in theirs],
+            "ratio": sum(ours) / sum(theirs)}
+
+
 def run(n: int = 2000, warmup: int = 0, seconds: float = 10.0, callers=(1, 4, 16)) -> dict:
-    if n < 100:                                   # smoke
+    smoke = n < 100
+    if smoke:
         seconds, callers = 1.0, (1, 4)
     results = {}
     with Host(BENCH_FUNCTIONS) as host:
         for c in callers:
             results[f"ours_{c}"] = drive(host.port, invoke_path(FUNCTION), c, seconds)
+        pair = (2, 2, 0.5) if smoke else (16, 4, 5.0)
+        results["paired_with_rie"] = paired(host, *pair)
     return results

@@ -38,6 +38,9 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
         assert ordered(cold[key])
     for key in ("ours_1", "ours_4"):
         assert figures["throughput"][key]["invocations_per_s"] > 0 and figures["throughput"][key]["failed"] == 0
+    paired = figures["throughput"]["paired_with_rie"]
+    assert len(paired["ours_per_s"]) == len(paired["rie_per_s"]) == paired["rounds"] == 2
+    assert paired["ratio"] > 0 and all(x > 0 for x in paired["ours_per_s"] + paired["rie_per_s"])
     scale = figures["scale"]
     assert scale["held_4"]["held"] == 4 and scale["held_4"]["frozen"] == 4
     assert "host_rss_mb_per_sandbox" in scale
