@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import shutil
 import sys
 import time
@@ -58,6 +59,20 @@ class HostError(RuntimeError):
 
 class HostStopping(RuntimeError):
     """The host is shutting down and takes no new invocations."""
+
+
+def raise_open_file_limit() -> None:
+    """Each sandbox holds about six descriptors here (its output stream, its
+    Runtime API listener and connection, cgroup files), so the 1,024 a login
+    shell usually allows runs out near 170 sandboxes. Raise the soft limit
+    to the hard one, as Go programs (and so dockerd) do at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20), hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s; the host may run out of "
+                        "descriptors beyond ~%d sandboxes (raise it with `ulimit -n`)", soft, exc, soft // 6)
 
 
 class Host:
@@ -109,6 +124,7 @@ class Host:
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        raise_open_file_limit()
         try:
             self.ledger = Ledger(self.state_dir, self.ledger_sync)
         except LedgerError as exc:
