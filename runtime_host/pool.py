@@ -228,6 +228,7 @@ class FunctionPool:
         stem.on_output = sandbox.on_output
         sandbox.output_task = stem.output_task
         spec = self._container_spec(sandbox)
+        sandbox.output = stem.output
         if stem.runtime_server is not None:          # its own loopback listener (netns.py)
             stem.sandbox, sandbox.runtime_server = sandbox, stem.runtime_server
             spec.env["AWS_LAMBDA_RUNTIME_API"] = LOOPBACK_RUNTIME_API
@@ -428,11 +429,15 @@ class FunctionPool:
                 sandbox.output_task.cancel()
             if sandbox.runtime_server is not None:
                 sandbox.runtime_server.close()
+            if sandbox.output is not None:
+                sandbox.output.close()
             self.sandboxes.pop(sandbox.id, None)
             self.host.unregister(sandbox)
             if sandbox.stem_dir is not None:     # a big code tree takes a while: not on the loop
                 await asyncio.get_running_loop().run_in_executor(
                     None, functools.partial(shutil.rmtree, sandbox.stem_dir, ignore_errors=True))
+            if sandbox.output is not None:
+                shutil.rmtree(sandbox.output.directory, ignore_errors=True)
             if (not self.host.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == "provisioned-concurrency"):
                 self.host.track(asyncio.create_task(self.provision()))   # Lambda keeps provisioned capacity up

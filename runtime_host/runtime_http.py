@@ -127,6 +127,11 @@ class Connection(BaseProtocol):
             return
         if not messages:
             return
+        for message, payload in messages:
+            # curl and others wait (1 s) for a go-ahead before a big body, as Go's
+            # server (RAPID's) gives it: say continue at once, we read every body.
+            if not payload.is_eof() and message.headers.get("Expect", "").lower() == "100-continue":
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._pending.extend(messages)
         if self._worker is None:
             self._worker = self._loop.create_task(self._work())

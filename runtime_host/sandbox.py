@@ -106,6 +106,7 @@ class Sandbox:
         self.pid: int | None = None                # the container's first process, on the host
         self.stem_dir = None                       # the folder behind /var/task, when started from a stem cell
         self.runtime_server = None                 # the Runtime API on its own loopback, if it has one
+        self.output = None                         # its output FIFO (logs.OutputFifo), if it has one
         self.freeze_timer: asyncio.TimerHandle | None = None   # the pool's freeze grace, from the last release
         self.initialization_type = "on-demand"
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()

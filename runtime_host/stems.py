@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs
 
 from . import logs
-from .backend.containers import LABEL_PREFIX, BackendError, ContainerSpec
+from .backend.containers import LABEL_PREFIX, SANDBOX_IO_DIR, BackendError, ContainerSpec
 from .config import IMAGE_OF_RUNTIME, vcpus_for_memory
 from .runtime_http import Reply, Request
 
@@ -71,6 +71,7 @@ class Stem:
     runtime_server: asyncio.AbstractServer | None = None
     sandbox: object = None
     listening: asyncio.Event = field(default_factory=asyncio.Event)    # the listener is set up (or given up)
+    output: logs.OutputFifo | None = None             # where its runtime's stdout/stderr go once specialized
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -129,6 +130,11 @@ class StemCells:
         stem = Stem(key=key, id=uuid.uuid4().hex[:12], ip=self.host.allocate_ip(),
                     task_dir=self.root / uuid.uuid4().hex[:12])
         stem.task_dir.mkdir(parents=True)
+        try:
+            stem.output = logs.OutputFifo(stem.task_dir.with_name(stem.task_dir.name + "-io"),
+                                          lambda data: stem.on_output(data))
+        except OSError as exc:                # no FIFOs here: output goes through Docker
+            log.debug("no output FIFO for a stem: %s", exc)
         if stock:
             self._stems.setdefault(key, []).append(stem)
         self._by_ip[stem.ip] = stem
@@ -139,7 +145,8 @@ class StemCells:
                  "LANG": "C.UTF-8"},
             labels={**self.host.labels, LABEL_STEM: image_name}, ip=stem.ip, memory_mb=memory_mb,
             cpus=min(self.host.cores, vcpus_for_memory(memory_mb)),
-            tmp_mb=tmp_mb, code_dir=stem.task_dir, name=f"rh-stem-{image_name}-{stem.id}")
+            tmp_mb=tmp_mb, code_dir=stem.task_dir, name=f"rh-stem-{image_name}-{stem.id}",
+            io_dir=stem.output.directory if stem.output else None)
         try:
             stem.container_id = await backend.run(backend.create_container, spec, self.host.network)
             self._by_container[stem.container_id] = stem
@@ -195,7 +202,10 @@ class StemCells:
     async def specialize(self, stem: Stem, fn: "FunctionConfig", env: dict[str, str], command: list[str]) -> None:
         """Gives the stem the function's code, environment and command."""
         await asyncio.get_running_loop().run_in_executor(None, link_tree, fn.code_dir, stem.task_dir)
-        stem.waiting.set_result({"env": env, "command": command})
+        answer = {"env": env, "command": command}
+        if stem.output is not None:
+            answer["output"] = f"{SANDBOX_IO_DIR}/{logs.OutputFifo.NAME}"
+        stem.waiting.set_result(answer)
 
     # --- the stem endpoint (on the Runtime API's listener) ------------------------------
     async def handle(self, request: Request, *_) -> Reply:
@@ -211,7 +221,9 @@ class StemCells:
             return _json(410, {"errorType": "StemRemoved", "errorMessage": "stem removed"})
         if parse_qs(request.query).get("format") == ["sh"]:
             assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in spec["env"].items())
-            text = f"cd /var/task && exec env -i {assignments} {' '.join(map(shlex.quote, spec['command']))}\n"
+            redirect = f"exec >{shlex.quote(spec['output'])} 2>&1 && " if "output" in spec else ""
+            text = (f"{redirect}cd /var/task && exec env -i {assignments} "
+                    f"{' '.join(map(shlex.quote, spec['command']))}\n")
             return Reply(200, text.encode(), "text/plain; charset=utf-8")
         return _json(200, spec)
 
@@ -249,6 +261,9 @@ class StemCells:
             stem.output_task.cancel()
         if stem.runtime_server is not None:
             stem.runtime_server.close()
+        if stem.output is not None:
+            stem.output.close()
+            shutil.rmtree(stem.output.directory, ignore_errors=True)
         if stem.container_id is not None:
             await backend.run(backend.remove, stem.container_id)
         self.host.release_ip(stem.ip)

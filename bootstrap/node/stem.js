@@ -4,7 +4,23 @@
 // becomes its runtime in this same process (Node 18 has no exec), so that on
 // a cold start only the runtime's own init is left to do.
 'use strict';
+const fs = require('fs');
 const http = require('http');
+
+// The host reads the runtime's stdout and stderr from this FIFO directly (not
+// through Docker). Node cannot dup2, so both streams' write() go there, in
+// order and synchronously, as they do on a pipe.
+function pointOutputAt(path) {
+  const fd = fs.openSync(path, fs.constants.O_WRONLY);
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.write = (chunk, encoding, callback) => {
+      if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
+      fs.writeSync(fd, typeof chunk === 'string' ? Buffer.from(chunk, encoding || 'utf8') : chunk);
+      if (callback) process.nextTick(callback);
+      return true;
+    };
+  }
+}
 
 const [host, port] = process.env.AWS_LAMBDA_RUNTIME_API.split(':');
 http.get({ host, port: Number(port), path: '/runtime-host/stem' }, (res) => {
@@ -16,6 +32,7 @@ http.get({ host, port: Number(port), path: '/runtime-host/stem' }, (res) => {
       process.exit(1);
     }
     const spec = JSON.parse(Buffer.concat(chunks).toString());
+    if (spec.output) pointOutputAt(spec.output);
     for (const key of Object.keys(process.env)) delete process.env[key];
     Object.assign(process.env, spec.env);
     process.chdir('/var/task');

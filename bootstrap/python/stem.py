@@ -25,6 +25,13 @@ if resp.status != 200:
     sys.stderr.write(f"stem: the host answered {resp.status}: {body[:200]!r}\n")
     sys.exit(1)
 spec = json.loads(body)
+if spec.get("output"):
+    # The host reads the runtime's stdout and stderr from this FIFO directly
+    # (not through Docker); fds 1 and 2 are pointed at it before any output.
+    fd = os.open(spec["output"], os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 os.environ.clear()
 os.environ.update(spec["env"])
 os.chdir("/var/task")

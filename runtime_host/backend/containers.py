@@ -55,6 +55,9 @@ class NetworkInfo:
     gateway: ipaddress.IPv4Address
 
 
+SANDBOX_IO_DIR = "/var/runtime-host"       # where a sandbox finds its output FIFO (logs.OutputFifo)
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     image: str
@@ -68,6 +71,7 @@ class ContainerSpec:
     code_dir: Path | None              # mounted read-only at /var/task; None for image functions
     name: str | None = None
     entrypoint: list[str] | None = None
+    io_dir: Path | None = None         # mounted read-only at /var/runtime-host (the output FIFO)
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ class DockerBackend:
         mounts = []
         if spec.code_dir is not None:
             mounts.append(docker.types.Mount("/var/task", str(spec.code_dir), type="bind", read_only=True))
+        if spec.io_dir is not None:
+            mounts.append(docker.types.Mount(SANDBOX_IO_DIR, str(spec.io_dir), type="bind", read_only=True))
         host_config = self.api.create_host_config(
             mem_limit=spec.memory_mb * 1024 * 1024,
             memswap_limit=spec.memory_mb * 1024 * 1024,       # equal to mem_limit: no swap

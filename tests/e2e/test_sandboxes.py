@@ -2,6 +2,7 @@
 crashes and init failures, on the real engine with real runtime clients."""
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
@@ -213,5 +214,13 @@ def test_without_stem_cells_sandboxes_reach_the_runtime_api_on_the_gateway(funct
         address = first["env"]["AWS_LAMBDA_RUNTIME_API"]
         assert address != "127.0.0.1:9001" and address.endswith(".1:9001"), address
         assert second["pid"] == first["pid"], "warm reuse works the same on the gateway"
+        assert first["stdout"].startswith("pipe:"), "output through Docker's attach stream"
     finally:
         stop_host(extra)
+
+
+def test_output_goes_to_the_hosts_fifo_and_reaches_the_tail(lambda_client):
+    resp, body = invoke(lambda_client, "py-probe", {"action": "print", "lines": ["via the fifo"]}, LogType="Tail")
+    assert body["stdout"] == body["stderr"] == "/var/runtime-host/out", "not through Docker"
+    tail = base64.b64decode(resp["LogResult"]).decode()
+    assert "via the fifo\n" in tail and tail.index("via the fifo") < tail.index("END RequestId")

@@ -119,3 +119,20 @@ async def test_a_big_answer_arrives_whole():
     finally:
         server.close()
     assert data.split(b"\r\n\r\n", 1)[1] == body
+
+
+async def test_expect_100_continue_gets_the_go_ahead_before_the_body():
+    server, port, _ = await echo_server()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /r HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        await writer.drain()
+        go_ahead = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        writer.write(b"hello")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"POST /r 5"), 2)
+        writer.close()
+    finally:
+        server.close()
+    assert go_ahead == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")

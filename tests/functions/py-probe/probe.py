@@ -39,6 +39,8 @@ def handler(event, context):
         "hostname": socket.gethostname(),       # the container's id, shortened
         "uid": os.getuid(),
         "cwd": os.getcwd(),
+        "stdout": os.readlink("/proc/self/fd/1"),   # the host's FIFO, or Docker's pipe
+        "stderr": os.readlink("/proc/self/fd/2"),
         "env": {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
         "request_id": context.aws_request_id,
         "function_name": context.function_name,
