@@ -51,11 +51,14 @@ def report(r: dict) -> list[str]:
     rie_r = r.get("rie")
     if "warm" in r:
         w = r["warm"]
-        ref = rie_r["warm"]["p50"] if rie_r else None
+        paired = w.get("rie_back_to_back")        # measured in the same alternation as ours
+        ref = paired["p50"] if paired else (rie_r["warm"]["p50"] if rie_r else None)
         header("1. Warm invoke latency (ms): 100-byte event, python handler, sequential, one keep-alive connection",
                "RIE" if ref else "-")
+        if paired:
+            print(row("RIE + awslambdaric, calls alternating with ours", paired, ref))
         if rie_r:
-            print(row("RIE + awslambdaric (host network)", rie_r["warm"], ref))
+            print(row("RIE + awslambdaric, alone (host network)", rie_r["warm"], ref))
         print(row("floor: bare aiohttp request/response, loopback", w["floor_loopback_aiohttp"], ref))
         for key in ("freeze_on_back_to_back", "freeze_off_back_to_back", "freeze_on_idle_gap", "freeze_off_idle_gap"):
             print(row("ours, " + key.replace("_", " "), w[key], ref, f"freezes/inv {w[key]['freezes_per_invocation']:.2f}"))

@@ -6,8 +6,9 @@ Two patterns: back to back (the next call often arrives before the runtime
 is back in GET next, so the sandbox is handed over without being frozen),
 and with an idle gap of IDLE_GAP_S between calls (not timed), so that every
 call finds its sandbox frozen and pays a thaw: that one shows what
-freeze+thaw costs per invocation. The freezing and the non-freezing host run
-side by side and calls alternate between them, so noise hits both alike.""" 
+freeze+thaw costs per invocation. The freezing and the non-freezing host
+(and, back to back, an RIE container, the reference) run side by side and
+calls alternate between them, so noise hits all of them alike."""  
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 
+import rie
 from common import BENCH_FUNCTIONS as FUNCTIONS
 from common import EVENT_100_BYTES, REPO, Caller, Host, free_port, invoke_path, percentiles
 
@@ -61,11 +63,10 @@ def floor(n: int, warmup: int) -> dict:
         proc.wait()
 
 
-def measure_interleaved(ports: dict[str, int], n: int, warmup: int, gap_s: float) -> dict[str, dict]:
-    """Alternates calls between hosts so that the machine's noise falls on
-    all of them alike (a paired comparison)."""
-    callers = {label: Caller(port, invoke_path(FUNCTION)) for label, port in ports.items()}
-    samples: dict[str, list[float]] = {label: [] for label in ports}
+def measure_interleaved(callers: dict[str, Caller], n: int, warmup: int, gap_s: float) -> dict[str, dict]:
+    """Alternates calls between hosts (and RIE) so that the machine's noise
+    falls on all of them alike (a paired comparison)."""
+    samples: dict[str, list[float]] = {label: [] for label in callers}
     for i in range(warmup + n):
         for label, caller in callers.items():
             if gap_s:
@@ -74,20 +75,27 @@ def measure_interleaved(ports: dict[str, int], n: int, warmup: int, gap_s: float
             assert status == 200, (status, body[:200])
             if i >= warmup:
                 samples[label].append(ms)
-    for caller in callers.values():
-        caller.close()
     return {label: percentiles(s) for label, s in samples.items()}
 
 
 def run(n: int = 2000, warmup: int = 200) -> dict:
     results = {"floor_loopback_aiohttp": floor(n, warmup)}
-    with Host(FUNCTIONS) as on, Host(FUNCTIONS, "--no-freeze") as off:
+    image = rie.prepare(progress=lambda _: None)
+    with Host(FUNCTIONS) as on, Host(FUNCTIONS, "--no-freeze") as off, rie.RieContainer(image) as emulator:
         ports = {"freeze_on": on.port, "freeze_off": off.port}
         for pattern, gap in (("back_to_back", 0.0), ("idle_gap", IDLE_GAP_S)):
+            callers = {label: Caller(port, invoke_path(FUNCTION)) for label, port in ports.items()}
+            if pattern == "back_to_back":          # the reference, in the same alternation
+                callers["rie"] = emulator.caller()
             before = {label: freezes(port) for label, port in ports.items()}
-            stats = measure_interleaved(ports, n, warmup, gap)
+            try:
+                stats = measure_interleaved(callers, n, warmup, gap)
+            finally:
+                for caller in callers.values():
+                    caller.close()
             for label, port in ports.items():
                 stats[label]["freezes_per_invocation"] = (freezes(port) - before[label]) / (n + warmup)
+            for label in callers:
                 results[f"{label}_{pattern}"] = stats[label]
     for pattern in ("back_to_back", "idle_gap"):
         results[f"freeze_thaw_cost_p50_ms_{pattern}"] = (results[f"freeze_on_{pattern}"]["p50"]

@@ -29,6 +29,7 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
         assert warm[row]["n"] == 30 and ordered(warm[row])
     assert warm["freeze_on_idle_gap"]["freezes_per_invocation"] > 0.5, "idle sandboxes were frozen"
     assert warm["freeze_off_idle_gap"]["freezes_per_invocation"] == 0
+    assert ordered(warm["rie_back_to_back"]), "the reference measured in the same alternation"
     rie = figures["rie"]
     assert ordered(rie["warm"]) and ordered(rie["cold"])
     assert all(s["invocations_per_s"] > 0 for s in rie["throughput"].values())
