@@ -56,7 +56,7 @@ def report(r: dict) -> list[str]:
         header("1. Warm invoke latency (ms): 100-byte event, python handler, sequential, one keep-alive connection",
                "RIE" if ref else "-")
         if paired:
-            print(row("RIE + awslambdaric, calls alternating with ours", paired, ref))
+            print(row("RIE + awslambdaric, turns of 100 with ours", paired, ref))
         if rie_r:
             print(row("RIE + awslambdaric, alone (host network)", rie_r["warm"], ref))
         print(row("floor: bare aiohttp request/response, loopback", w["floor_loopback_aiohttp"], ref))
