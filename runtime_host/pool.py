@@ -40,6 +40,7 @@ from .config import FunctionConfig
 from .invocation import Invocation, Outcome, platform_error
 from .protocol import LATEST, LOOPBACK_RUNTIME_API, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
 from .sandbox import InitFailed, Sandbox
+from .stems import close_channels
 from .states import InvocationState, SandboxEvent, SandboxState
 
 if TYPE_CHECKING:
@@ -425,19 +426,12 @@ class FunctionPool:
         finally:
             if sandbox.state is not SandboxState.DEAD:
                 sandbox.on_exit(137, False)
-            if sandbox.output_task is not None:
-                sandbox.output_task.cancel()
-            if sandbox.runtime_server is not None:
-                sandbox.runtime_server.close()
-            if sandbox.output is not None:
-                sandbox.output.close()
+            close_channels(sandbox)
             self.sandboxes.pop(sandbox.id, None)
             self.host.unregister(sandbox)
             if sandbox.stem_dir is not None:     # a big code tree takes a while: not on the loop
                 await asyncio.get_running_loop().run_in_executor(
                     None, functools.partial(shutil.rmtree, sandbox.stem_dir, ignore_errors=True))
-            if sandbox.output is not None:
-                shutil.rmtree(sandbox.output.directory, ignore_errors=True)
             if (not self.host.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == "provisioned-concurrency"):
                 self.host.track(asyncio.create_task(self.provision()))   # Lambda keeps provisioned capacity up

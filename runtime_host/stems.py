@@ -39,6 +39,7 @@ from .runtime_http import Reply, Request
 if TYPE_CHECKING:
     from .config import FunctionConfig
     from .host import Host
+    from .sandbox import Sandbox
 
 log = logging.getLogger("runtime_host.stems")
 
@@ -73,6 +74,19 @@ class Stem:
     listening: asyncio.Event = field(default_factory=asyncio.Event)    # the listener is set up (or given up)
     output: logs.OutputFifo | None = None             # where its runtime's stdout/stderr go once specialized
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def close_channels(owner: "Stem | Sandbox") -> None:
+    """Closes what a stem hands on to the sandbox it becomes (its attach
+    stream reader, its loopback Runtime API listener, its output FIFO), for
+    whichever of the two holds them at the end."""
+    if owner.output_task is not None:
+        owner.output_task.cancel()
+    if owner.runtime_server is not None:
+        owner.runtime_server.close()
+    if owner.output is not None:
+        owner.output.close()
+        shutil.rmtree(owner.output.directory, ignore_errors=True)
 
 
 def _json(status: int, doc: dict) -> Reply:
@@ -257,13 +271,7 @@ class StemCells:
         backend = self.host.backend
         if stem.waiting is not None and not stem.waiting.done():
             stem.waiting.cancel()
-        if stem.output_task is not None:
-            stem.output_task.cancel()
-        if stem.runtime_server is not None:
-            stem.runtime_server.close()
-        if stem.output is not None:
-            stem.output.close()
-            shutil.rmtree(stem.output.directory, ignore_errors=True)
+        close_channels(stem)
         if stem.container_id is not None:
             await backend.run(backend.remove, stem.container_id)
         self.host.release_ip(stem.ip)
