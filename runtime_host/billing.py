@@ -12,7 +12,6 @@ Must not: measure anything itself; callers pass the figures in.
 """
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path

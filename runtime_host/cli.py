@@ -15,8 +15,6 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from .config import ConfigError, load_function, load_functions
 from .protocol import DEFAULT_INVOKE_API_PORT
 
@@ -66,14 +64,11 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"runtime-host: {exc}", file=sys.stderr)
         await host.stop()
         return EXIT_HOST
-    runner = web.AppRunner(InvokeApi(host).app(), access_log=None, handle_signals=False)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, args.host, args.port).start()
+        server = await InvokeApi(host).start(args.host, args.port)
     except OSError as exc:
         print(f"runtime-host: cannot listen on {args.host}:{args.port}: {exc.strerror}; "
               "pick another with --port", file=sys.stderr)
-        await runner.cleanup()
         await host.stop()
         return EXIT_HOST
     endpoint = f"http://{args.host}:{args.port}"
@@ -89,8 +84,8 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("runtime-host: stopping: no new invocations; letting those in flight finish ...", file=sys.stderr, flush=True)
-    await host.drain()
-    await runner.cleanup()
+    await host.drain()             # meanwhile new invocations are answered 503, as before they were
+    server.close()
     await host.stop()
     print("runtime-host: stopped; every sandbox removed", file=sys.stderr, flush=True)
     return EXIT_OK

@@ -35,7 +35,7 @@ from .pool import FunctionPool
 from .protocol import INIT_TIMEOUT_S, LATEST, LOOPBACK_ADDRESS, RUNTIME_API_PORT
 from .netns import NetnsListeners
 from .runtime_api import RuntimeApi
-from .runtime_http import start_server
+from .http_server import start_server
 from .sandbox import Sandbox
 from .states import SandboxState
 from .stems import STEM_PATH, StemCells

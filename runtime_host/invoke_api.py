@@ -4,6 +4,8 @@ Owns: Invoke (RequestResponse, Event, DryRun; log tail; function errors),
 ListFunctions, GetFunction and GetFunctionConfiguration, and the error
 responses as AWS shapes them (JSON with Type and message, the error name in
 x-amzn-ErrorType; spec §6).
+Served by http_server.py, the same lean server as the Runtime API (every
+route is in _route below); see that module for why not aiohttp's web layer.
 Must not: run invocations itself (Host.invoke does) or keep sandbox state.
 """
 from __future__ import annotations
@@ -16,12 +18,12 @@ import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Awaitable, Callable
+from urllib.parse import parse_qs, unquote
 
 from .config import FunctionConfig
 from .host import HostStopping
+from .http_server import Reply, Request, start_server
 from .logs import tail
 from .pool import SandboxStartFailed, Throttled
 from .protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
@@ -43,11 +45,24 @@ LOG_TYPES = ("None", "Tail")
 EVENT_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
+BASE = f"/{INVOKE_API_VERSION}/functions"
+
+
+def json_reply(doc: dict, status: int = 200, headers: dict | None = None) -> Reply:
+    return Reply(status, json.dumps(doc).encode(), "application/json",
+                 {H_AMZN_REQUEST_ID: str(uuid.uuid4()), **(headers or {})})
+
+
 def aws_error(status: int, code: str, message: str, *, kind: str = "User",
-              extra: dict | None = None, headers: dict | None = None) -> web.Response:
-    body = {"Type": kind, "message": message, **(extra or {})}
-    hdrs = {H_AMZN_ERROR_TYPE: code, H_AMZN_REQUEST_ID: str(uuid.uuid4()), **(headers or {})}
-    return web.json_response(body, status=status, headers=hdrs)
+              extra: dict | None = None, headers: dict | None = None) -> Reply:
+    return json_reply({"Type": kind, "message": message, **(extra or {})}, status,
+                      {H_AMZN_ERROR_TYPE: code, **(headers or {})})
+
+
+# What a bug in a handler answers (logged with its traceback by http_server).
+INTERNAL_ERROR = Reply(500, b'{"Type": "Service", "message": "runtime-host failed to handle the request; '
+                            b'its log has the traceback"}', "application/json",
+                       {H_AMZN_ERROR_TYPE: "ServiceException"})
 
 
 def parse_function_name(raw: str) -> tuple[str, str | None]:
@@ -62,36 +77,57 @@ def parse_function_name(raw: str) -> tuple[str, str | None]:
     return name, qualifier
 
 
+Handler = Callable[[Request, str], Awaitable[Reply]]
+
+
 class InvokeApi:
     def __init__(self, host: "Host"):
         self.host = host
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_SYNC_REQUEST_BYTES * 2)
-        base = f"/{INVOKE_API_VERSION}/functions"
-        # ROUTES: the whole Invoke API surface.
-        app.router.add_post(f"{base}/{{name}}/invocations", self.invoke)
-        app.router.add_get(f"{base}/", self.list_functions)
-        app.router.add_get(f"{base}", self.list_functions)
-        app.router.add_get(f"{base}/{{name}}", self.get_function)
-        app.router.add_get(f"{base}/{{name}}/configuration", self.get_function_configuration)
-        # Not AWS: the host's own view, for `runtime-host ps`.
-        app.router.add_get(HOST_SANDBOXES_PATH, self.sandboxes)
-        return app
+    async def start(self, address: str, port: int):
+        return await start_server(self.serve, host=address, port=port, name="Invoke API",
+                                  internal_error=INTERNAL_ERROR)
 
-    async def sandboxes(self, request: web.Request) -> web.Response:
-        return web.json_response({"host": self.host.describe_host(), "sandboxes": self.host.describe_sandboxes()})
+    def _route(self, path: str) -> tuple[dict[str, Handler] | None, str]:
+        """ROUTES: the whole Invoke API surface -> (method -> handler, function name)."""
+        if path == HOST_SANDBOXES_PATH:            # not AWS: the host's own view, for `runtime-host ps`
+            return {"GET": self.sandboxes}, ""
+        if path in (BASE, BASE + "/"):
+            return {"GET": self.list_functions}, ""
+        if not path.startswith(BASE + "/"):
+            return None, ""
+        name, _, action = path[len(BASE) + 1:].partition("/")
+        handlers = {"": {"GET": self.get_function}, "invocations": {"POST": self.invoke},
+                    "configuration": {"GET": self.get_function_configuration}}.get(action)
+        # boto3 and the AWS CLI percent-encode the ':' of ARNs and qualifiers.
+        return (handlers, unquote(name)) if handlers and name else (None, "")
 
-    def _not_found(self, raw: str, qualifier: str | None = None) -> web.Response:
+    async def serve(self, request: Request) -> Reply:
+        methods, name = self._route(request.path)
+        if methods is None:
+            return aws_error(404, "UnknownOperationException",
+                             f"Unknown operation {request.method} {request.path}; this host serves Invoke, "
+                             f"ListFunctions, GetFunction and GetFunctionConfiguration under {BASE}")
+        handler = methods.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            return aws_error(405, "MethodNotAllowedException",
+                             f"{request.method} is not allowed on {request.path}; use {allowed}",
+                             headers={"Allow": allowed})
+        return await handler(request, name)
+
+    async def sandboxes(self, request: Request, _: str) -> Reply:
+        return json_reply({"host": self.host.describe_host(), "sandboxes": self.host.describe_sandboxes()})
+
+    def _not_found(self, raw: str, qualifier: str | None = None) -> Reply:
         arn = f"arn:aws:lambda:{self.host.region}:{ACCOUNT_ID}:function:{raw}"
         if qualifier:
             arn += f":{qualifier}"
         return aws_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
 
-    def _lookup(self, request: web.Request) -> tuple[FunctionConfig | None, str | None, web.Response | None]:
-        raw = request.match_info["name"]
+    def _lookup(self, request: Request, raw: str) -> tuple[FunctionConfig | None, str | None, Reply | None]:
         name, qualifier = parse_function_name(raw)
-        query_qualifier = request.query.get("Qualifier")
+        query_qualifier = parse_qs(request.query).get("Qualifier", [None])[0]
         if query_qualifier is not None:
             if qualifier is not None and qualifier != query_qualifier:
                 return None, None, aws_error(400, "InvalidParameterValueException",
@@ -106,8 +142,8 @@ class InvokeApi:
         return fn, qualifier, None
 
     # --- Invoke ---------------------------------------------------------------
-    async def invoke(self, request: web.Request) -> web.StreamResponse:
-        fn, qualifier, refusal = self._lookup(request)
+    async def invoke(self, request: Request, raw_name: str) -> Reply:
+        fn, qualifier, refusal = self._lookup(request, raw_name)
         if refusal is not None:
             return refusal
         invocation_type = request.headers.get(H_INVOCATION_TYPE, "RequestResponse")
@@ -148,12 +184,12 @@ class InvokeApi:
         if fn.reserved_concurrency == 0:
             return self._throttled(fn)
         if invocation_type == "DryRun":
-            return web.Response(status=204, headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+            return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})
         trace_id = request.headers.get(H_AMZN_TRACE_ID)
         if invocation_type == "Event":
             request_id = str(uuid.uuid4())
             self.host.track(asyncio.create_task(self._invoke_event(fn, payload, qualifier, trace_id)))
-            return web.Response(status=202, headers={H_AMZN_REQUEST_ID: request_id})
+            return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
 
         try:
             inv, outcome = await self.host.invoke(fn, payload, qualifier=qualifier,
@@ -171,10 +207,9 @@ class InvokeApi:
             # The tail ends with the REPORT line, so it waits for the invocation's end.
             await asyncio.shield(inv.reported)
             headers[H_LOG_RESULT] = base64.b64encode(tail(inv.log)).decode()
-        headers["Content-Type"] = outcome.content_type
-        return web.Response(status=200, body=outcome.body, headers=headers)
+        return Reply(200, outcome.body, outcome.content_type, headers)
 
-    def _throttled(self, fn: FunctionConfig) -> web.Response:
+    def _throttled(self, fn: FunctionConfig) -> Reply:
         return aws_error(429, "TooManyRequestsException", "Rate Exceeded.",
                          extra={"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
                          headers={"Retry-After": "1"})
@@ -232,22 +267,21 @@ class InvokeApi:
         # configuration() walks the code folder (its size and hash): not on the loop.
         return await asyncio.get_running_loop().run_in_executor(None, self.configuration, fn)
 
-    async def list_functions(self, request: web.Request) -> web.Response:
+    async def list_functions(self, request: Request, _: str) -> Reply:
         functions = [await self._configuration(fn) for fn in sorted(self.host.functions.values(), key=lambda f: f.name)]
-        return web.json_response({"Functions": functions},
-                                 headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+        return json_reply({"Functions": functions})
 
-    async def get_function(self, request: web.Request) -> web.Response:
-        fn, _, refusal = self._lookup(request)
+    async def get_function(self, request: Request, raw_name: str) -> Reply:
+        fn, _, refusal = self._lookup(request, raw_name)
         if refusal is not None:
             return refusal
         body = {"Configuration": await self._configuration(fn),
                 "Code": {"RepositoryType": "S3", "Location": fn.code_dir.as_uri()},
                 "Concurrency": {"ReservedConcurrentExecutions": fn.reserved_concurrency}}
-        return web.json_response(body, headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+        return json_reply(body)
 
-    async def get_function_configuration(self, request: web.Request) -> web.Response:
-        fn, _, refusal = self._lookup(request)
+    async def get_function_configuration(self, request: Request, raw_name: str) -> Reply:
+        fn, _, refusal = self._lookup(request, raw_name)
         if refusal is not None:
             return refusal
-        return web.json_response(await self._configuration(fn), headers={H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+        return json_reply(await self._configuration(fn))

@@ -15,7 +15,7 @@ get back, that thread is retired and the gateway is used from then on.
 Needs CAP_SYS_ADMIN (the host runs as root to drive cgroups anyway); without
 it `available` is False and sandboxes use the gateway.
 
-Owns: opening such sockets. Must not: serve them (runtime_http does).
+Owns: opening such sockets. Must not: serve them (http_server does).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp.streams import StreamReader
 
 from .invocation import Outcome
-from .runtime_http import Reply, Request, start_server
+from .http_server import Reply, Request, start_server
 from .protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
                        ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, FUNCTION_RESPONSE_TOO_LARGE,
                        H_CLIENT_CONTEXT, H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN,
@@ -131,7 +131,7 @@ Handler = Callable[[Request, "Sandbox | None", str], Awaitable[Reply]]
 
 
 class RuntimeApi:
-    """The Runtime API's routes and rules over runtime_http's server. A
+    """The Runtime API's routes and rules over http_server's server. A
     request's sandbox is the one its peer address belongs to."""
 
     def __init__(self, host: "Host"):

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 from . import logs
 from .backend.containers import LABEL_PREFIX, SANDBOX_IO_DIR, BackendError, ContainerSpec
 from .config import IMAGE_OF_RUNTIME, vcpus_for_memory
-from .runtime_http import Reply, Request
+from .http_server import Reply, Request
 
 if TYPE_CHECKING:
     from .config import FunctionConfig

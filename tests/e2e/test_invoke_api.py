@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -170,3 +171,50 @@ def test_client_context_reaches_the_function(lambda_client):
     resp, body = invoke(lambda_client, "py-probe", {}, ClientContext=ctx)
     assert resp["StatusCode"] == 200
     assert body["client_context_custom"] == {"who": "test"}
+
+
+def raw_exchange(host, request: bytes) -> bytes:
+    """Bytes in, every byte the host answers until it closes (Connection: close)."""
+    import socket
+    port = int(host.endpoint.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_unknown_path_is_an_aws_shaped_404_naming_what_is_served(host):
+    status, headers, body = raw_post(host, "/2015-03-31/functionz/hello-python/invocations", b"{}")
+    assert status == 404
+    assert headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert "ListFunctions" in json.loads(body)["message"]
+
+
+def test_wrong_method_is_405_with_allow(host):
+    status, headers, body = raw_post(host, "/2015-03-31/functions/hello-python", b"{}")
+    assert status == 405
+    assert headers["Allow"] == "GET"
+    assert "POST is not allowed" in json.loads(body)["message"]
+
+
+def test_percent_encoded_arn_and_qualifier_query_are_understood(host):
+    arn = urllib.parse.quote("arn:aws:lambda:us-east-1:000000000000:function:hello-python", safe="")
+    status, _, body = raw_post(host, f"/2015-03-31/functions/{arn}/invocations?Qualifier=%24LATEST", b"{}")
+    assert status == 200, body
+    status, headers, body = raw_post(host, f"/2015-03-31/functions/{arn}/invocations?Qualifier=7", b"{}")
+    assert status == 404
+    assert json.loads(body)["message"].endswith("function:hello-python:7")
+
+
+def test_keep_alive_carries_invocations_and_a_dry_run_204_has_no_body(host):
+    path = "/2015-03-31/functions/hello-python/invocations"
+    one = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+    dry = (f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Amz-Invocation-Type: DryRun\r\nContent-Length: 2\r\n"
+           "Connection: close\r\n\r\n{}").encode()
+    answer = raw_exchange(host, one + one + dry)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+    last = answer[answer.index(b"HTTP/1.1 204"):]
+    head, _, rest = last.partition(b"\r\n\r\n")
+    assert b"content-length" not in head.lower() and rest == b""

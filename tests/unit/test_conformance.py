@@ -154,7 +154,7 @@ def test_json_and_junit_carry_every_verdict():
 
 async def test_the_runtime_api_records_calls_only_for_an_observer():
     from aiohttp.streams import EMPTY_PAYLOAD
-    from runtime_host.runtime_http import Request
+    from runtime_host.http_server import Request
 
     def ping() -> Request:
         return Request("GET", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5")

@@ -1,11 +1,11 @@
-"""runtime_http: the lean HTTP/1.1 server under the Runtime API, over a real
+"""http_server: the lean HTTP/1.1 server under both APIs, over a real
 loopback socket, with raw bytes from the client side (what runtime clients
 written in any language may send)."""
 from __future__ import annotations
 
 import asyncio
 
-from runtime_host.runtime_http import Reply, Request, start_server
+from runtime_host.http_server import Reply, Request, start_server
 
 
 async def echo_server():
