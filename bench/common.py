@@ -77,11 +77,16 @@ class Host:
         self.stop()
 
 
+CALL_TIMEOUT_S = 300   # far above any bench call (the scale phase's held calls queue behind cold starts)
+
+
 class Caller:
-    """One keep-alive connection, like an SDK client reusing its socket."""
+    """One keep-alive connection, like an SDK client reusing its socket. A
+    call not answered within CALL_TIMEOUT_S raises (socket.timeout) instead
+    of hanging the bench."""
 
     def __init__(self, port: int, path: str):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT_S)
         self.path = path
 
     def call(self, body: bytes) -> tuple[int, bytes, float]:

@@ -52,11 +52,13 @@ def report(r: dict) -> list[str]:
     if "warm" in r:
         w = r["warm"]
         paired = w.get("rie_back_to_back")        # measured in the same alternation as ours
-        ref = paired["p50"] if paired else (rie_r["warm"]["p50"] if rie_r else None)
+        # The target is judged against RIE's best showing in this run: taking turns or alone.
+        refs = [x["p50"] for x in (paired, rie_r["warm"] if rie_r else None) if x]
+        ref = min(refs) if refs else None
         header("1. Warm invoke latency (ms): 100-byte event, python handler, sequential, one keep-alive connection",
                "RIE" if ref else "-")
         if paired:
-            print(row("RIE + awslambdaric, turns of 100 with ours", paired, ref))
+            print(row(f"RIE + awslambdaric, turns of {w.get('block', '?')} with ours", paired, ref))
         if rie_r:
             print(row("RIE + awslambdaric, alone (host network)", rie_r["warm"], ref))
         print(row("floor: bare aiohttp request/response, loopback", w["floor_loopback_aiohttp"], ref))
@@ -66,7 +68,8 @@ def report(r: dict) -> list[str]:
               f"every call thawing {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms (target <= 0.3 ms)")
         targets.append(f"freeze+thaw adds {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms to warm p50 (target <= 0.3)")
         if ref:
-            targets.append(f"warm p50 {w['freeze_on_back_to_back']['p50'] / ref:.2f}x RIE's (target <= 0.8)")
+            targets.append(f"warm p50 {w['freeze_on_back_to_back']['p50'] / ref:.2f}x RIE's best p50 in this run, "
+                           f"{ref:.3f} ms (target <= 0.8)")
     if "cold" in r:
         c = r["cold"]
         ref = rie_r["cold"]["p50"] if rie_r else None

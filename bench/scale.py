@@ -55,11 +55,23 @@ def _grow_to(port: int, target: int) -> None:
             if want <= have:
                 continue
             body = json.dumps({"sleep_s": 2 + want / 10}).encode()
-            threads = [threading.Thread(target=lambda: Caller(port, invoke_path(fn)).call(body)) for _ in range(want)]
+            failures: list[str] = []
+
+            def hold(fn: str = fn) -> None:
+                try:
+                    status, answer, _ = Caller(port, invoke_path(fn)).call(body)
+                    if status != 200:
+                        failures.append(f"{fn}: {status} {answer[:200]!r}")
+                except OSError as exc:       # a timeout included: the host never answered
+                    failures.append(f"{fn}: {type(exc).__name__}: {exc}")
+
+            threads = [threading.Thread(target=hold) for _ in range(want)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+            if failures:
+                raise RuntimeError(f"{len(failures)} of {want} calls holding sandboxes failed: {failures[:3]}")
             rows = [r for r in _view(port)["sandboxes"] if r["function"].startswith("filler-")]
     raise RuntimeError(f"could not get {target} sandboxes started")
 

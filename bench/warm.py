@@ -24,7 +24,12 @@ from common import EVENT_100_BYTES, REPO, Caller, Host, free_port, invoke_path, 
 
 FUNCTION = "bench-python"
 IDLE_GAP_S = 0.02        # longer than the host's freeze grace (5 ms): every call thaws
-BLOCK = 100              # back to back: calls in a row to one host (or RIE) before the next takes its turn
+# Back to back: calls in a row to one host (or RIE) before the next takes its turn.
+# Long turns (about a second each): in turns of 100 calls RIE's p50 rose 5-15%
+# whether the other endpoint was our host or a second RIE container (bench
+# notes in the README), which flattered us; in turns of 1,000 that penalty
+# mostly fades while the turns are still short against the machine's drift.
+BLOCK = 1000
 
 
 def measure(port: int, n: int, warmup: int, gap_s: float = 0.0) -> dict:
@@ -70,8 +75,8 @@ def measure_interleaved(callers: dict[str, Caller], n: int, warmup: int, gap_s: 
     on all of them alike (a paired comparison): `block` calls to one, then
     `block` to the next. Blocks, not single calls, when the reference is
     another program: our host's deferred work (END/REPORT 10 ms after an
-    invocation, log writes) would otherwise land in RIE's calls and flatter
-    us; in a block of 100 it touches only the first call or two."""
+    invocation, log writes) would otherwise land in RIE's calls, and RIE
+    itself is slower right after a pause (see BLOCK)."""
     samples: dict[str, list[float]] = {label: [] for label in callers}
     for caller in callers.values():
         for _ in range(warmup):
@@ -92,7 +97,7 @@ def measure_interleaved(callers: dict[str, Caller], n: int, warmup: int, gap_s: 
 
 
 def run(n: int = 2000, warmup: int = 200) -> dict:
-    results = {"floor_loopback_aiohttp": floor(n, warmup)}
+    results = {"floor_loopback_aiohttp": floor(n, warmup), "block": BLOCK}
     image = rie.prepare(progress=lambda _: None)
     with Host(FUNCTIONS) as on, Host(FUNCTIONS, "--no-freeze") as off, rie.RieContainer(image) as emulator:
         ports = {"freeze_on": on.port, "freeze_off": off.port}
