@@ -1,7 +1,16 @@
 """What the billing ledger costs an invocation: the time from handing a
-record to the writer thread to its commit being confirmed on the event loop
-(what a caller's answer waits for), one at a time and 32 at once (group
-commit), for synchronous=NORMAL and FULL."""
+record over (`Ledger.record`) to its future being done on the event loop,
+which is what a caller's answer waits for, one at a time and 32 at once.
+
+- synchronous=NORMAL: the future is done once the record's line is appended
+  to the journal (one os.write, on the loop); the writer thread commits it to
+  SQLite later, off the caller's path.
+- synchronous=FULL: the record goes to the writer thread, which commits it
+  with an fsync (32 at once: one group commit) and wakes the loop.
+
+The record is built before the clock starts: only the ledger is measured.
+`close_ms` is what closing the ledger then takes: committing what the writer
+has not yet, the WAL checkpoint and deleting the journal."""
 from __future__ import annotations
 
 import asyncio
@@ -28,17 +37,21 @@ async def _measure(sync: str, n: int, concurrency: int) -> dict:
         samples = []
 
         async def one() -> None:
+            record = _record()
             started = time.perf_counter()
-            await ledger.record(_record())
+            await ledger.record(record)
             samples.append((time.perf_counter() - started) * 1000)
 
         started = time.perf_counter()
         for _ in range(max(1, n // concurrency)):
             await asyncio.gather(*(one() for _ in range(concurrency)))
         wall = time.perf_counter() - started
+        started = time.perf_counter()
         ledger.close()
+        close_ms = (time.perf_counter() - started) * 1000
     stats = percentiles(samples)
     stats["records_per_s"] = len(samples) / wall
+    stats["close_ms"] = close_ms
     return stats
 
 

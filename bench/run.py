@@ -128,7 +128,8 @@ def report(r: dict) -> list[str]:
             print(row(f"ours, {int(size):,} bytes", s, ref))
     if "ledger" in r:
         g = r["ledger"]
-        print("\n6. Billing ledger: a record handed over -> its commit confirmed on the loop (ms)")
+        print("\n6. Billing ledger: a record handed over -> its future done on the loop "
+              "(normal: journaled; full: committed with fsync) (ms)")
         print(f"  {'':44} {'p50':>9} {'p90':>9} {'p99':>9} {'records/s':>10}")
         for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
             sync, conc = key.split("_x")
