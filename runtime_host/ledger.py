@@ -13,7 +13,7 @@ costs more (about 0.08 ms, measured the same way). So the loop does neither: it 
 JSON (keys: COLUMNS) to the current segment `ledger.journal.<seq>` next to
 the database, in one os.write to an O_APPEND file, resolves the future at
 once and queues the record for the writer thread: about 0.007 ms (p50,
-same bench). The writer commits everything queued meanwhile in one
+same bench). The writer commits everything queued within 0.1 s in one
 transaction (a group commit, INSERT OR IGNORE), then deletes the segments
 wholly committed: the loop starts a new segment every SEGMENT_RECORDS
 records and the queue is first in, first out, so every segment older than
@@ -65,6 +65,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -75,6 +76,8 @@ JOURNAL_PREFIX = "ledger.journal."   # + the segment's seq, zero-padded: ledger.
 JOURNAL_LOCK = "ledger.lock"         # flocked by the one host that keeps the journal
 SEGMENT_RECORDS = 4096               # the loop starts a new journal segment after this many records
 CHECKPOINT_IDLE_S = 1.0      # the writer checkpoints the WAL (or retries a failed commit) after this long idle
+JOURNALED_COMMIT_DELAY_S = 0.1   # journaled records are already safe: the writer gathers them this long
+MAX_GROUP_RECORDS = 4096
 SCHEMA_VERSION = 1
 OUTCOMES = ("success", "function_error", "timeout", "oom", "crash")
 
@@ -358,17 +361,31 @@ class Ledger:
                     self._commit([])
                 self._checkpoint()
                 return
-            batch = [item]
-            while True:                      # group commit: everything queued meanwhile
-                try:
+            self._commit(self._gather(item))
+
+    def _gather(self, first: tuple) -> list[tuple]:
+        """A group to commit: everything queued meanwhile, and, when nobody
+        waits on it (every record journaled), what arrives within
+        JOURNALED_COMMIT_DELAY_S: one transaction per record cost this thread
+        about 0.15 ms of CPU per invocation at one caller, on a 2-core
+        machine where the runtime and the caller need that CPU too."""
+        batch = [first]
+        deadline = time.monotonic() + JOURNALED_COMMIT_DELAY_S if first[1] is None else None
+        while len(batch) < MAX_GROUP_RECORDS:
+            try:
+                if deadline is None:
                     more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
-            self._commit(batch)
+                else:
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if more is None:
+                self._queue.put(None)
+                break
+            batch.append(more)
+            if more[1] is not None:          # a caller waits for this one's commit: no more waiting
+                deadline = None
+        return batch
 
     def _commit(self, batch: list[tuple]) -> None:
         """Inserts and commits the batch (after the journaled records whose
