@@ -156,7 +156,11 @@ class FunctionPool:
         sandbox.assign(inv)
         timer = asyncio.get_running_loop().call_at(inv.deadline_monotonic, self._on_deadline, sandbox, inv)
         inv.finished.add_done_callback(lambda _: timer.cancel())
-        return await asyncio.shield(inv.outcome)
+        # Not shielded: a shield is one more loop hop on every invocation's
+        # path. Only the invoking task awaits the outcome; if it is cancelled
+        # (the host stopping), the future is cancelled with it, and respond()
+        # and fail() leave a done future alone.
+        return await inv.outcome
 
     async def _acquire(self) -> Sandbox:
         sandbox = self._take_idle()
