@@ -1,6 +1,12 @@
 """Scale: warm latency of one function while 0, 100, 300 and 500 other
 sandboxes (of several functions) are held frozen, and what each idle frozen
-sandbox costs: its container's memory and the host's RSS growth."""
+sandbox costs: its container's memory and the host's RSS growth.
+
+At every level a second host holding nothing (the control) takes turns with
+the measured one, in blocks as in warm.py. The raw ratio (500 held against
+none) is what a user sees, machine drift included; dividing by the control's
+own ratio removes the drift, and with it any machine-wide cost of the held
+containers (the control shares the machine), leaving the host's own."""
 from __future__ import annotations
 
 import json
@@ -12,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from common import BENCH_FUNCTIONS, Caller, Host, invoke_path
-from warm import measure
+from warm import BLOCK, measure_interleaved
 
 FILLERS = 5                   # the held sandboxes are spread over this many functions
 HOLD_EVENT = json.dumps({"hold": True}).encode()
@@ -82,14 +88,22 @@ def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
     root = _functions(max(levels))
     results = {}
     try:
-        with Host(root, "--stem-cells", "0") as host:
+        with Host(root, "--stem-cells", "0") as host, Host(BENCH_FUNCTIONS) as control:
             for level in levels:
                 _grow_to(host.port, level)
                 time.sleep(1.0)                   # every held sandbox frozen
                 view = _view(host.port)
                 held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
-                stats = measure(host.port, n, warmup)
-                stats.update(held=len(held), frozen=sum(1 for r in held if r["state"] == "FROZEN"),
+                callers = {"held": Caller(host.port, invoke_path("bench-python")),
+                           "control": Caller(control.port, invoke_path("bench-python"))}
+                try:
+                    both = measure_interleaved(callers, n, warmup, 0.0, block=BLOCK)
+                finally:
+                    for caller in callers.values():
+                        caller.close()
+                stats = both["held"]
+                stats.update(control=both["control"], held=len(held),
+                             frozen=sum(1 for r in held if r["state"] == "FROZEN"),
                              host_rss_mb=view["host"]["rss_mb"],
                              container_memory_mb_avg=(sum(r["memory_now_mb"] or 0 for r in held) / len(held)
                                                       if held else 0.0))
@@ -98,6 +112,8 @@ def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
         added = top["held"] - base["held"]
         results["host_rss_mb_per_sandbox"] = (top["host_rss_mb"] - base["host_rss_mb"]) / added if added else 0.0
         results["p50_ratio_most_to_fewest"] = top["p50"] / base["p50"]
+        results["p50_ratio_most_to_fewest_control_corrected"] = (
+            (top["p50"] / top["control"]["p50"]) / (base["p50"] / base["control"]["p50"]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results

@@ -44,6 +44,8 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert paired["ratio"] > 0 and all(x > 0 for x in paired["ours_per_s"] + paired["rie_per_s"])
     scale = figures["scale"]
     assert scale["held_4"]["held"] == 4 and scale["held_4"]["frozen"] == 4
+    assert ordered(scale["held_4"]["control"]), "the control host took turns with the measured one"
+    assert scale["p50_ratio_most_to_fewest_control_corrected"] > 0
     assert "host_rss_mb_per_sandbox" in scale
     for key in ("ours_1048576", "ours_6000000"):
         assert ordered(figures["payload"][key])
