@@ -88,7 +88,7 @@ def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
     root = _functions(max(levels))
     results = {}
     try:
-        with Host(root, "--stem-cells", "0") as host, Host(BENCH_FUNCTIONS) as control:
+        with Host(root) as host, Host(BENCH_FUNCTIONS) as control:
             for level in levels:
                 _grow_to(host.port, level)
                 time.sleep(1.0)                   # every held sandbox frozen
