@@ -325,14 +325,14 @@ def cold(reps: int = 10, image: str | None = None) -> dict:
     return {**percentiles(total), "phases_p50_ms": {k: percentiles(v)["p50"] for k, v in phases.items()}}
 
 
-def throughput(callers: int, seconds: float, image: str | None = None) -> dict:
+def throughput(callers: int, seconds: float, image: str | None = None, warmup_s: float = 2.0) -> dict:
     """`callers` RIE containers, one caller thread each on its own keep-alive
-    connection, sequential invocations for `seconds` after one untimed
-    invoke per container (its init). Invocations/s in total and the latency
-    of every call."""
+    connection, sequential invocations for `seconds` after `warmup_s` of
+    untimed ones. Invocations/s in total and the latency of every call."""
     image = image or prepare()
     fleet = start_fleet(image, callers)
     try:
+        drive_fleet(fleet, min(warmup_s, seconds))     # untimed, as ours in throughput.py
         return drive_fleet(fleet, seconds)
     finally:
         for container in fleet:
