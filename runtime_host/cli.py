@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_function, load_functions
+from .event_loop import run_on_uvloop
 from .protocol import DEFAULT_INVOKE_API_PORT
 
 EXIT_OK, EXIT_FUNCTION_ERROR, EXIT_USAGE, EXIT_HOST = 0, 1, 2, 3
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normal: ledger records survive the host being killed; full: also a power cut "
                         "(an fsync per group commit)")
     common(p)
-    p.set_defaults(handler=lambda a: asyncio.run(_serve(a)))
+    p.set_defaults(handler=lambda a: run_on_uvloop(_serve(a)))
 
     p = sub.add_parser("run", help="run one function once and print its response, log and REPORT",
                        description="Start a host for one function folder, invoke it once with the event, print "
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("function", help="the function folder (holding function.toml)")
     event(p)
     common(p)
-    p.set_defaults(handler=lambda a: asyncio.run(_run(a)))
+    p.set_defaults(handler=lambda a: run_on_uvloop(_run(a)))
 
     p = sub.add_parser("invoke", help="invoke a function on a running host (like 'aws lambda invoke')",
                        description="Invoke a function of a running 'runtime-host serve' and print the response; "
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}")
     p.add_argument("--invocation-type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"])
     event(p)
-    p.set_defaults(handler=lambda a: asyncio.run(_invoke(a)))
+    p.set_defaults(handler=lambda a: run_on_uvloop(_invoke(a)))
 
     p = sub.add_parser("ps", help="list the sandboxes of a running host",
                        description="List the sandboxes of a running 'runtime-host serve': function, container, "
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "now and peak, CPU seconds used; and the host's own RSS and CPU.")
     p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(handler=lambda a: asyncio.run(_ps(a)))
+    p.set_defaults(handler=lambda a: run_on_uvloop(_ps(a)))
 
     from . import billing_report
     p = sub.add_parser("billing", help="what the billing ledger says was spent, per function",

@@ -94,10 +94,6 @@ class Invocation:
         return self.clock_started_epoch_ms + self.timeout_s * 1000
 
     @property
-    def deadline_monotonic(self) -> float:
-        return self.clock_started_at + self.timeout_s
-
-    @property
     def duration_ms(self) -> float:
         """From handing the event to the runtime to receiving its result (or
         failing). An invocation that failed before its event was handed over

@@ -154,7 +154,9 @@ class FunctionPool:
             return inv.outcome.result()
         inv.start_clock()
         sandbox.assign(inv)
-        timer = asyncio.get_running_loop().call_at(inv.deadline_monotonic, self._on_deadline, sandbox, inv)
+        # Relative to now (the clock just started): the loop's clock need not be time.monotonic() (uvloop's is
+        # libuv's, in whole ms).
+        timer = asyncio.get_running_loop().call_later(inv.timeout_s, self._on_deadline, sandbox, inv)
         inv.finished.add_done_callback(lambda _: timer.cancel())
         # Not shielded: a shield is one more loop hop on every invocation's
         # path. Only the invoking task awaits the outcome; if it is cancelled

@@ -7,11 +7,11 @@ cannot start (no Docker engine, an image that cannot be built).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
 from ..config import ConfigError
+from ..event_loop import run_on_uvloop
 from ..protocol import INIT_TIMEOUT_S
 from . import report as reports
 from .target import DEFAULT_HANDLER, load_target
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
 
     print(f"conformance: {target.describe()}", file=sys.stderr, flush=True)
     try:
-        report = asyncio.run(run_conformance(
+        report = run_on_uvloop(run_conformance(
             target, only=_names(args.only), skip=_names(args.skip), init_timeout_s=args.init_timeout_s,
             state_dir=Path(args.state_dir) if args.state_dir else None, image_progress=progress,
             on_result=on_result))
