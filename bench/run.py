@@ -115,6 +115,10 @@ def report(r: dict) -> list[str]:
                       f"container {v['container_memory_mb_avg']:.1f} MB/sandbox"))
         for k in levels:
             print(row(f"control host (holds nothing), turns with {s[k]['held']}", s[k]["control"], base))
+        for k in levels:
+            idle = s[k]["idle"]
+            print(f"  idle, {s[k]['held']} held: Docker's {idle['docker_processes']} processes use "
+                  f"{idle['docker_cores']:.3f} cores, the host {idle['host_cores']:.3f}")
         print(f"  host RSS growth per idle sandbox: {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1 MB)")
         targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes {s['p50_ratio_most_to_fewest']:.2f}x "
                        f"that with none; {s['p50_ratio_most_to_fewest_control_corrected']:.2f}x with the control "

@@ -17,10 +17,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from common import BENCH_FUNCTIONS, Caller, Host, invoke_path
 from warm import BLOCK, measure_interleaved
 
 FILLERS = 5                   # the held sandboxes are spread over this many functions
+IDLE_SAMPLE_S = 2.0           # how long the machine's idle load is sampled at each level
+DOCKER_PROCESSES = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2")
 HOLD_EVENT = json.dumps({"hold": True}).encode()
 
 
@@ -82,6 +86,30 @@ def _grow_to(port: int, target: int) -> None:
     raise RuntimeError(f"could not get {target} sandboxes started")
 
 
+def idle_load(host_pid: int, seconds: float) -> dict:
+    """CPU (in cores) used while nothing is invoked: by Docker's processes
+    (dockerd, containerd, one containerd-shim per container) and by the host.
+    What held sandboxes cost the machine even frozen, and what slows every
+    process on it, the control host included."""
+    def cpu_of(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    docker = [p for p in psutil.process_iter(["name"]) if p.info["name"] in DOCKER_PROCESSES]
+    host = [psutil.Process(host_pid)]
+    before_docker, before_host = cpu_of(docker), cpu_of(host)
+    time.sleep(seconds)
+    return {"docker_processes": len(docker),
+            "docker_cores": round((cpu_of(docker) - before_docker) / seconds, 3),
+            "host_cores": round((cpu_of(host) - before_host) / seconds, 3)}
+
+
 def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
     if n < 100:
         levels = (0, 4)
@@ -92,6 +120,7 @@ def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
             for level in levels:
                 _grow_to(host.port, level)
                 time.sleep(1.0)                   # every held sandbox frozen
+                idle = idle_load(host.proc.pid, IDLE_SAMPLE_S if n >= 100 else 0.2)
                 view = _view(host.port)
                 held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
                 callers = {"held": Caller(host.port, invoke_path("bench-python")),
@@ -102,7 +131,7 @@ def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
                     for caller in callers.values():
                         caller.close()
                 stats = both["held"]
-                stats.update(control=both["control"], held=len(held),
+                stats.update(control=both["control"], idle=idle, held=len(held),
                              frozen=sum(1 for r in held if r["state"] == "FROZEN"),
                              host_rss_mb=view["host"]["rss_mb"],
                              container_memory_mb_avg=(sum(r["memory_now_mb"] or 0 for r in held) / len(held)

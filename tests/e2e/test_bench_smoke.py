@@ -46,6 +46,7 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert scale["held_4"]["held"] == 4 and scale["held_4"]["frozen"] == 4
     assert ordered(scale["held_4"]["control"]), "the control host took turns with the measured one"
     assert scale["p50_ratio_most_to_fewest_control_corrected"] > 0
+    assert scale["held_4"]["idle"]["docker_processes"] > scale["held_0"]["idle"]["docker_processes"], "one shim per held container"
     assert "host_rss_mb_per_sandbox" in scale
     for key in ("ours_1048576", "ours_6000000"):
         assert ordered(figures["payload"][key])
