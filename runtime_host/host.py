@@ -209,7 +209,7 @@ class Host:
         if self.backend is not None:
             leftovers = await self.backend.run(self.backend.our_containers)
             for c in leftovers:
-                await self.backend.run(self.backend.remove, c["Id"])
+                await self.backend.end(c["Id"])
             if self.network is not None:
                 await self.backend.run(self.backend.remove_network, self.network)
             self.backend.close()

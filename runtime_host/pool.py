@@ -421,12 +421,9 @@ class FunctionPool:
                         await asyncio.wait_for(asyncio.shield(sandbox.exited), SHUTDOWN_GRACE_S)
                     except asyncio.TimeoutError:
                         pass
-                await backend.run(backend.kill, sandbox.container_id)
-                if sandbox.state is not SandboxState.DEAD:
-                    info = await backend.run(backend.exit_info, sandbox.container_id)
-                    if info is not None:
-                        sandbox.on_exit(info.exit_code, info.oom_killed)
-                await backend.run(backend.remove, sandbox.container_id)
+                info = await backend.end(sandbox.container_id)
+                if sandbox.state is not SandboxState.DEAD and info is not None:
+                    sandbox.on_exit(info.exit_code, info.oom_killed)
         except Exception as exc:
             log.warning("could not remove sandbox %s of %s: %s", sandbox.id, self.function.name, exc)
         finally:

@@ -273,7 +273,7 @@ class StemCells:
             stem.waiting.cancel()
         close_channels(stem)
         if stem.container_id is not None:
-            await backend.run(backend.remove, stem.container_id)
+            await backend.end(stem.container_id)
         self.host.release_ip(stem.ip)
         shutil.rmtree(stem.task_dir, ignore_errors=True)
 

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ SANDBOX_USER = "993:990"
 PIDS_LIMIT = 1024            # spec §4.2: processes/threads
 NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
 DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
+END_WAIT_S = 10              # how long end() waits for a SIGKILLed container to stop
+END_PAUSE_S = 0.005          # between two containers' ends (see end())
 CFS_PERIOD_US = 100_000
 MIN_CFS_QUOTA_US = 1_000     # the kernel's floor
 SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
@@ -106,6 +109,7 @@ class DockerBackend:
         self._pool = ThreadPoolExecutor(max_workers=DOCKER_THREADS, thread_name_prefix="docker")
         self._events = None
         self._events_thread: threading.Thread | None = None
+        self._ending: asyncio.Lock | None = None     # see end()
 
     async def run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -231,6 +235,36 @@ class DockerBackend:
             self.api.unpause(container_id)
         except docker.errors.APIError:
             pass   # not paused, or gone
+
+    async def end(self, container_id: str) -> ExitInfo | None:
+        """SIGKILL, wait until it has stopped, read how it ended, remove it:
+        one container at a time. Docker 20.10's libnetwork (Debian's docker.io
+        20.10.24 here) can deadlock when one container's endpoint leaves its
+        network (getSvcRecords: the network's lock, then the controller's)
+        while the controller handles another's endpoint delete (the
+        controller's, then the network's): moby/libnetwork#2679, fixed after
+        20.10.24. dockerd then never again answers a call that touches a
+        network, `docker info` included, until it is restarted. Seen here once
+        (2026-12-01), as a host stopped with 10 sandboxes ending at once. An
+        asyncio lock, not a thread lock: containers waiting their turn must not
+        hold the executor's threads that cold starts need."""
+        if self._ending is None:
+            self._ending = asyncio.Lock()
+        async with self._ending:
+            return await self.run(self._end_now, container_id)
+
+    def _end_now(self, container_id: str) -> ExitInfo | None:
+        self.kill(container_id)
+        try:
+            self.api.wait(container_id, timeout=END_WAIT_S, condition="not-running")
+        except Exception:        # gone already, or not stopped in time: remove(force) below still ends it
+            pass
+        info = self.exit_info(container_id)
+        self.remove(container_id)
+        # libnetwork's watch loop handles the endpoint delete just after the
+        # removal returns: give it that moment before the next container ends.
+        time.sleep(END_PAUSE_S)
+        return info
 
     def remove(self, container_id: str) -> None:
         try:

@@ -9,8 +9,9 @@ import sys
 
 from tests.conftest import REPO
 
-WARM_ROWS = ("floor_loopback_aiohttp", "freeze_on_back_to_back", "freeze_off_back_to_back",
-             "freeze_on_idle_gap", "freeze_off_idle_gap")
+# calls per row in a smoke run: back to back, two turns of 30 per endpoint
+WARM_ROWS = {"floor_loopback_aiohttp": 30, "freeze_on_back_to_back": 60, "freeze_off_back_to_back": 60,
+             "rie_back_to_back": 60, "freeze_on_idle_gap": 30, "freeze_off_idle_gap": 30, "rie_idle_gap": 30}
 
 
 def ordered(stats: dict) -> bool:
@@ -25,11 +26,14 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     figures = json.loads(out.read_text())
     assert {"cores", "kernel", "docker", "cgroup", "date"} <= set(figures["machine"])
     warm = figures["warm"]
-    for row in WARM_ROWS:
-        assert warm[row]["n"] == 30 and ordered(warm[row])
+    for row, calls in WARM_ROWS.items():
+        assert warm[row]["n"] == calls and ordered(warm[row]), row
+    assert len(warm["freeze_on_back_to_back"]["turn_p50s"]) == len(warm["rie_back_to_back"]["turn_p50s"]) == 2
+    assert warm["paired_ratio_back_to_back"]["turns"] == 2 and warm["paired_ratio_back_to_back"]["median"] > 0
     assert warm["freeze_on_idle_gap"]["freezes_per_invocation"] > 0.5, "idle sandboxes were frozen"
     assert warm["freeze_off_idle_gap"]["freezes_per_invocation"] == 0
-    assert ordered(warm["rie_back_to_back"]), "the reference measured in the same alternation"
+    quantiles = warm["freeze_on_back_to_back"]["quantiles"]
+    assert len(quantiles) == 101 and quantiles == sorted(quantiles), "the distribution the chart draws"
     rie = figures["rie"]
     assert ordered(rie["warm"]) and ordered(rie["cold"])
     assert all(s["invocations_per_s"] > 0 for s in rie["throughput"].values())
@@ -46,6 +50,8 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert scale["held_4"]["held"] == 4 and scale["held_4"]["frozen"] == 4
     assert ordered(scale["held_4"]["control"]), "the control host took turns with the measured one"
     assert scale["p50_ratio_most_to_fewest_control_corrected"] > 0
+    assert scale["fewest_again"]["held"] == 0 and ordered(scale["fewest_again"]), "A-B-A: the fewest again, after"
+    assert scale["p50_ratio_most_to_fewest_before_and_after"] > 0
     assert scale["held_4"]["idle"]["docker_processes"] > scale["held_0"]["idle"]["docker_processes"], "one shim per held container"
     assert "host_rss_mb_per_sandbox" in scale
     for key in ("ours_1048576", "ours_6000000"):

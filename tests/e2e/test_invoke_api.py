@@ -218,3 +218,42 @@ def test_keep_alive_carries_invocations_and_a_dry_run_204_has_no_body(host):
     last = answer[answer.index(b"HTTP/1.1 204"):]
     head, _, rest = last.partition(b"\r\n\r\n")
     assert b"content-length" not in head.lower() and rest == b""
+
+
+def test_hundreds_of_new_connections_at_once_are_each_answered(host):
+    """The bench once hung on one accepted connection whose request was never
+    read (README, Performance). 300 callers connect at the same moment, some
+    sending their request in pieces; every one must get a whole answer: 200,
+    a DryRun's 204, or 429 when every sandbox of the function is busy."""
+    import asyncio
+    port = int(host.endpoint.rsplit(":", 1)[1])
+    path = "/2015-03-31/functions/hello-python/invocations"
+
+    async def one(i: int) -> bytes:
+        kind = "DryRun" if i % 3 == 0 else "RequestResponse"
+        request = (f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Amz-Invocation-Type: {kind}\r\n"
+                   "Content-Length: 2\r\nConnection: close\r\n\r\n{}").encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            if i % 2:                                  # in pieces: the server must gather them
+                for piece in (request[:7], request[7:40], request[40:]):
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+            else:
+                writer.write(request)
+            return await asyncio.wait_for(reader.read(), 120)
+        finally:
+            writer.close()
+
+    async def all_at_once() -> list[bytes]:
+        return await asyncio.gather(*(one(i) for i in range(300)))
+
+    answers = asyncio.run(all_at_once())
+    statuses = [a.split(b" ", 2)[1] if a.startswith(b"HTTP/1.1 ") else a[:40] for a in answers]
+    assert set(statuses) <= {b"200", b"204", b"429"}, sorted(set(statuses))
+    assert statuses.count(b"204") == 100
+    assert statuses.count(b"200") >= 1
+    for answer in answers:
+        if answer.startswith(b"HTTP/1.1 200"):
+            assert json.loads(answer.partition(b"\r\n\r\n")[2])["message"] == "hello from python", answer

@@ -1,0 +1,71 @@
+"""DockerBackend.end: containers end one at a time (Docker 20.10's libnetwork
+deadlock, moby/libnetwork#2679: see end()). Pure logic: the blocking part is
+replaced by one that records how many ends overlap."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from runtime_host.backend.containers import DockerBackend, ExitInfo
+
+
+def backend_recording_overlap() -> tuple[DockerBackend, dict]:
+    backend = object.__new__(DockerBackend)          # no Docker engine: only end()'s ordering is under test
+    backend._pool = ThreadPoolExecutor(max_workers=8)
+    backend._ending = None
+    seen = {"now": 0, "most": 0, "order": []}
+    lock = threading.Lock()
+
+    def end_now(container_id: str) -> ExitInfo:
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+        time.sleep(0.01)
+        with lock:
+            seen["now"] -= 1
+            seen["order"].append(container_id)
+        return ExitInfo(exit_code=137, oom_killed=False)
+
+    backend._end_now = end_now
+    return backend, seen
+
+
+def test_ends_never_overlap_and_each_returns_its_exit():
+    backend, seen = backend_recording_overlap()
+
+    async def many() -> list:
+        return await asyncio.gather(*(backend.end(f"c{i}") for i in range(12)))
+
+    infos = asyncio.run(many())
+    assert seen["most"] == 1, "two containers ended at the same time"
+    assert sorted(seen["order"]) == sorted(f"c{i}" for i in range(12))
+    assert all(info.exit_code == 137 for info in infos)
+    backend._pool.shutdown()
+
+
+def test_waiting_ends_do_not_hold_executor_threads():
+    """The first end is held until another Docker call has run. Were waiting
+    ends parked on a thread lock, 20 of them would take all 8 threads and the
+    other call would never get one (the wait_for below would fail)."""
+    backend, seen = backend_recording_overlap()
+    timed_end = backend._end_now
+    other_call_done = threading.Event()
+
+    def end_now(container_id: str) -> ExitInfo:
+        if container_id == "c0":
+            assert other_call_done.wait(10), "the other call never ran"
+        return timed_end(container_id)
+
+    backend._end_now = end_now
+
+    async def ends_and_another_call() -> None:
+        ends = [asyncio.ensure_future(backend.end(f"c{i}")) for i in range(20)]
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(backend.run(other_call_done.set), 5)
+        await asyncio.gather(*ends)
+
+    asyncio.run(ends_and_another_call())
+    assert seen["most"] == 1 and len(seen["order"]) == 20
+    backend._pool.shutdown()
