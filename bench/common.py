@@ -44,7 +44,10 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
-    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "mean": statistics.fmean(ordered), "n": len(ordered)}
+    # The distribution itself, for the chart: every whole percentile, p0 to p100.
+    quantiles = [round(pct(p), 4) for p in range(101)]
+    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "mean": statistics.fmean(ordered), "n": len(ordered),
+            "quantiles": quantiles}
 
 
 class Host:

@@ -2,11 +2,14 @@
 sandboxes (of several functions) are held frozen, and what each idle frozen
 sandbox costs: its container's memory and the host's RSS growth.
 
-At every level a second host holding nothing (the control) takes turns with
-the measured one, in blocks as in warm.py. The raw ratio (500 held against
-none) is what a user sees, machine drift included; dividing by the control's
-own ratio removes the drift, and with it any machine-wide cost of the held
-containers (the control shares the machine), leaving the host's own."""
+The target's ratio is A-B-A: the most held against the mean of the fewest
+held measured before them and again after the held sandboxes are removed,
+which cancels a steady drift of the machine and keeps every cost of the held
+containers (the host's and the machine's) in the figure. At every level a
+second host holding nothing (the control) also takes turns with the measured
+one, in blocks as in warm.py: dividing by the control's own ratio removes
+the drift and also any machine-wide cost of the held containers (the control
+shares the machine), leaving the host's own."""
 from __future__ import annotations
 
 import json
@@ -110,37 +113,54 @@ def idle_load(host_pid: int, seconds: float) -> dict:
             "host_cores": round((cpu_of(host) - before_host) / seconds, 3)}
 
 
+def _measure_level(host: Host, control: Host, n: int, warmup: int, idle_s: float) -> dict:
+    """Warm latency of bench-python on `host`, taking turns with the control,
+    with whatever `host` holds at the moment, and what it holds."""
+    idle = idle_load(host.proc.pid, idle_s)
+    view = _view(host.port)
+    held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
+    callers = {"held": Caller(host.port, invoke_path("bench-python")),
+               "control": Caller(control.port, invoke_path("bench-python"))}
+    try:
+        both = measure_interleaved(callers, n, warmup, 0.0, block=BLOCK)
+    finally:
+        for caller in callers.values():
+            caller.close()
+    stats = both["held"]
+    stats.update(control=both["control"], idle=idle, held=len(held),
+                 frozen=sum(1 for r in held if r["state"] == "FROZEN"),
+                 host_rss_mb=view["host"]["rss_mb"],
+                 container_memory_mb_avg=(sum(r["memory_now_mb"] or 0 for r in held) / len(held)
+                                          if held else 0.0))
+    return stats
+
+
 def run(n: int = 2000, warmup: int = 200, levels=(0, 100, 300, 500)) -> dict:
+    """The levels in rising order, then the fewest again on a fresh host once
+    the held sandboxes are gone (A-B-A): the machine drifts by tens of percent
+    over the minutes the levels take, and the mean of the two fewest-held
+    measurements, one before and one after, cancels a steady drift."""
     if n < 100:
         levels = (0, 4)
+    idle_s = IDLE_SAMPLE_S if n >= 100 else 0.2
     root = _functions(max(levels))
     results = {}
     try:
-        with Host(root) as host, Host(BENCH_FUNCTIONS) as control:
-            for level in levels:
-                _grow_to(host.port, level)
-                time.sleep(1.0)                   # every held sandbox frozen
-                idle = idle_load(host.proc.pid, IDLE_SAMPLE_S if n >= 100 else 0.2)
-                view = _view(host.port)
-                held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
-                callers = {"held": Caller(host.port, invoke_path("bench-python")),
-                           "control": Caller(control.port, invoke_path("bench-python"))}
-                try:
-                    both = measure_interleaved(callers, n, warmup, 0.0, block=BLOCK)
-                finally:
-                    for caller in callers.values():
-                        caller.close()
-                stats = both["held"]
-                stats.update(control=both["control"], idle=idle, held=len(held),
-                             frozen=sum(1 for r in held if r["state"] == "FROZEN"),
-                             host_rss_mb=view["host"]["rss_mb"],
-                             container_memory_mb_avg=(sum(r["memory_now_mb"] or 0 for r in held) / len(held)
-                                                      if held else 0.0))
-                results[f"held_{level}"] = stats
-        base, top = results[f"held_{levels[0]}"], results[f"held_{levels[-1]}"]
+        with Host(BENCH_FUNCTIONS) as control:
+            with Host(root) as host:
+                for level in levels:
+                    _grow_to(host.port, level)
+                    time.sleep(1.0)                   # every held sandbox frozen
+                    results[f"held_{level}"] = _measure_level(host, control, n, warmup, idle_s)
+                stop_started = time.monotonic()
+            results["removal_s"] = round(time.monotonic() - stop_started, 1)
+            with Host(root) as fresh:                 # the fewest again, after: the A of A-B-A
+                results["fewest_again"] = _measure_level(fresh, control, n, warmup, idle_s)
+        base, top, again = results[f"held_{levels[0]}"], results[f"held_{levels[-1]}"], results["fewest_again"]
         added = top["held"] - base["held"]
         results["host_rss_mb_per_sandbox"] = (top["host_rss_mb"] - base["host_rss_mb"]) / added if added else 0.0
         results["p50_ratio_most_to_fewest"] = top["p50"] / base["p50"]
+        results["p50_ratio_most_to_fewest_before_and_after"] = top["p50"] / ((base["p50"] + again["p50"]) / 2)
         results["p50_ratio_most_to_fewest_control_corrected"] = (
             (top["p50"] / top["control"]["p50"]) / (base["p50"] / base["control"]["p50"]))
     finally:
