@@ -71,7 +71,7 @@ class Host:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
+        self.proc.wait(timeout=600)   # a host removing 500 sandboxes stops them one at a time
 
     def __enter__(self) -> "Host":
         return self

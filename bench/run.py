@@ -142,11 +142,18 @@ def report(r: dict) -> list[str]:
                   f"{idle['docker_cores']:.3f} cores, the host {idle['host_cores']:.3f}")
         print(f"  host RSS growth per idle sandbox: {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1 MB)")
         if again:
-            print(f"  the {s[levels[-1]]['held']} held sandboxes were removed in {s['removal_s']} s")
+            print(f"  the {s[levels[-1]]['held']} held sandboxes were removed in {s['removal_s']} s; "
+                  f"the machine settled {s.get('settle_s', 0)} s before the last measurement")
+            for k in levels_and_again:
+                tc = s[k].get("to_control")
+                if tc and tc["turns"]:
+                    label = "again" if k == "fewest_again" else f"{s[k]['held']} held"
+                    print(f"  {label}: measured host / control, turn by turn: median {tc['median']:.2f}x "
+                          f"({tc['min']:.2f}x-{tc['max']:.2f}x, {tc['turns']} turns)")
             targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes "
                            f"{s['p50_ratio_most_to_fewest_before_and_after']:.2f}x the mean of that with none "
                            f"before and after (A-B-A; against before only: {s['p50_ratio_most_to_fewest']:.2f}x; "
-                           f"control-corrected: {s['p50_ratio_most_to_fewest_control_corrected']:.2f}x) "
+                           f"the host's own, turn by turn against the control: {s['p50_ratio_most_to_fewest_control_corrected']:.2f}x) "
                            "(target <= 1.1 at 500)")
         else:
             targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes {s['p50_ratio_most_to_fewest']:.2f}x "

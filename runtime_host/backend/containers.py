@@ -237,8 +237,8 @@ class DockerBackend:
             pass   # not paused, or gone
 
     async def end(self, container_id: str) -> ExitInfo | None:
-        """SIGKILL, wait until it has stopped, read how it ended, remove it:
-        one container at a time. Docker 20.10's libnetwork (Debian's docker.io
+        """SIGKILL and wait until it has stopped, one container at a time;
+        then read how it ended and remove it. Docker 20.10's libnetwork (Debian's docker.io
         20.10.24 here) can deadlock when one container's endpoint leaves its
         network (getSvcRecords: the network's lock, then the controller's)
         while the controller handles another's endpoint delete (the
@@ -251,20 +251,23 @@ class DockerBackend:
         if self._ending is None:
             self._ending = asyncio.Lock()
         async with self._ending:
-            return await self.run(self._end_now, container_id)
+            await self.run(self._stop_now, container_id)
+        # Stopped, its network released: removing it touches no network, so
+        # removals run side by side.
+        info = await self.run(self.exit_info, container_id)
+        await self.run(self.remove, container_id)
+        return info
 
-    def _end_now(self, container_id: str) -> ExitInfo | None:
+    def _stop_now(self, container_id: str) -> None:
         self.kill(container_id)
         try:
+            # Docker marks it stopped once its exit is handled, network released.
             self.api.wait(container_id, timeout=END_WAIT_S, condition="not-running")
-        except Exception:        # gone already, or not stopped in time: remove(force) below still ends it
+        except Exception:        # gone already, or not stopped in time: remove(force) still ends it
             pass
-        info = self.exit_info(container_id)
-        self.remove(container_id)
-        # libnetwork's watch loop handles the endpoint delete just after the
-        # removal returns: give it that moment before the next container ends.
+        # libnetwork's watch loop handles the endpoint delete just after:
+        # give it that moment before the next container's exit.
         time.sleep(END_PAUSE_S)
-        return info
 
     def remove(self, container_id: str) -> None:
         try:

@@ -1,4 +1,4 @@
-"""DockerBackend.end: containers end one at a time (Docker 20.10's libnetwork
+"""DockerBackend.end: containers stop one at a time (Docker 20.10's libnetwork
 deadlock, moby/libnetwork#2679: see end()). Pure logic: the blocking part is
 replaced by one that records how many ends overlap."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ def backend_recording_overlap() -> tuple[DockerBackend, dict]:
     seen = {"now": 0, "most": 0, "order": []}
     lock = threading.Lock()
 
-    def end_now(container_id: str) -> ExitInfo:
+    def stop_now(container_id: str) -> None:
         with lock:
             seen["now"] += 1
             seen["most"] = max(seen["most"], seen["now"])
@@ -26,9 +26,10 @@ def backend_recording_overlap() -> tuple[DockerBackend, dict]:
         with lock:
             seen["now"] -= 1
             seen["order"].append(container_id)
-        return ExitInfo(exit_code=137, oom_killed=False)
 
-    backend._end_now = end_now
+    backend._stop_now = stop_now
+    backend.exit_info = lambda container_id: ExitInfo(exit_code=137, oom_killed=False)
+    backend.remove = lambda container_id: None
     return backend, seen
 
 
@@ -50,15 +51,15 @@ def test_waiting_ends_do_not_hold_executor_threads():
     ends parked on a thread lock, 20 of them would take all 8 threads and the
     other call would never get one (the wait_for below would fail)."""
     backend, seen = backend_recording_overlap()
-    timed_end = backend._end_now
+    timed_stop = backend._stop_now
     other_call_done = threading.Event()
 
-    def end_now(container_id: str) -> ExitInfo:
+    def stop_now(container_id: str) -> None:
         if container_id == "c0":
             assert other_call_done.wait(10), "the other call never ran"
-        return timed_end(container_id)
+        timed_stop(container_id)
 
-    backend._end_now = end_now
+    backend._stop_now = stop_now
 
     async def ends_and_another_call() -> None:
         ends = [asyncio.ensure_future(backend.end(f"c{i}")) for i in range(20)]
