@@ -51,37 +51,32 @@ def report(r: dict) -> list[str]:
     rie_r = r.get("rie")
     if "warm" in r:
         w = r["warm"]
-        paired = w.get("rie_back_to_back")        # measured in the same rounds as ours
-        ref = paired["p50"] if paired else (rie_r["warm"]["p50"] if rie_r else None)
+        paired = w["rie_back_to_back"]            # measured in the same rounds as ours
+        ref = paired["p50"]
         header("1. Warm invoke latency (ms): 100-byte event, python handler, sequential, one keep-alive connection",
-               "RIE" if ref else "-")
-        if paired:
-            print(row(f"RIE + awslambdaric, {w.get('turns', '?')} turns of {w.get('block', '?')} with ours", paired, ref))
+               "RIE")
+        print(row(f"RIE + awslambdaric, {w['turns']} turns of {w['block']} with ours", paired, ref))
         if rie_r:
             print(row("RIE + awslambdaric, alone, another minute", rie_r["warm"], ref))
         print(row("floor: bare aiohttp request/response, loopback", w["floor_loopback_aiohttp"], ref))
         for key in ("freeze_on_back_to_back", "freeze_off_back_to_back"):
             print(row("ours, " + key.replace("_", " "), w[key], ref, f"freezes/inv {w[key]['freezes_per_invocation']:.2f}"))
-        gap_ref = w.get("rie_idle_gap")
-        print(f"  idle gap of {w.get('idle_gap_ms', 20):.0f} ms before every call (p50/RIE: to RIE after the same gap)")
-        if gap_ref:
-            print(row("RIE + awslambdaric, idle gap", gap_ref, gap_ref["p50"]))
+        gap_ref = w["rie_idle_gap"]
+        print(f"  idle gap of {w['idle_gap_ms']:.0f} ms before every call (p50/RIE: to RIE after the same gap)")
+        print(row("RIE + awslambdaric, idle gap", gap_ref, gap_ref["p50"]))
         for key in ("freeze_on_idle_gap", "freeze_off_idle_gap"):
-            print(row("ours, " + key.replace("_", " "), w[key], gap_ref["p50"] if gap_ref else None,
+            print(row("ours, " + key.replace("_", " "), w[key], gap_ref["p50"],
                       f"freezes/inv {w[key]['freezes_per_invocation']:.2f}"))
         print(f"  freeze+thaw cost at p50: back to back {w['freeze_thaw_cost_p50_ms_back_to_back']:+.3f} ms, "
               f"every call thawing {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms (target <= 0.3 ms)")
         targets.append(f"freeze+thaw adds {w['freeze_thaw_cost_p50_ms_idle_gap']:+.3f} ms to warm p50 (target <= 0.3)")
-        pr = w.get("paired_ratio_back_to_back")
-        if pr and pr["turns"]:
-            print(f"  ours (freeze on) / RIE, turn by turn: median {pr['median']:.2f}x over {pr['turns']} turns "
-                  f"(from {pr['min']:.2f}x to {pr['max']:.2f}x)")
-            alone = (f"; against RIE alone in another minute: {w['freeze_on_back_to_back']['p50'] / rie_r['warm']['p50']:.2f}x"
-                     if rie_r else "")
-            targets.append(f"warm p50 {pr['median']:.2f}x RIE's, the median of {pr['turns']} paired turns "
-                           f"({pr['min']:.2f}x-{pr['max']:.2f}x){alone} (target <= 0.8)")
-        elif ref:
-            targets.append(f"warm p50 {w['freeze_on_back_to_back']['p50'] / ref:.2f}x RIE's, {ref:.3f} ms (target <= 0.8)")
+        pr = w["paired_ratio_back_to_back"]
+        print(f"  ours (freeze on) / RIE, turn by turn: median {pr['median']:.2f}x over {pr['turns']} turns "
+              f"(from {pr['min']:.2f}x to {pr['max']:.2f}x)")
+        alone = (f"; against RIE alone in another minute: {w['freeze_on_back_to_back']['p50'] / rie_r['warm']['p50']:.2f}x"
+                 if rie_r else "")
+        targets.append(f"warm p50 {pr['median']:.2f}x RIE's, the median of {pr['turns']} paired turns "
+                       f"({pr['min']:.2f}x-{pr['max']:.2f}x){alone} (target <= 0.8)")
     if "cold" in r:
         c = r["cold"]
         ref = rie_r["cold"]["p50"] if rie_r else None
@@ -127,38 +122,28 @@ def report(r: dict) -> list[str]:
             v = s[k]
             print(row(f"{v['held']} held ({v['frozen']} frozen), host RSS {v['host_rss_mb']} MB", v, base,
                       f"container {v['container_memory_mb_avg']:.1f} MB/sandbox"))
-        again = s.get("fewest_again")
-        if again:
-            print(row(f"{again['held']} held again, after the {s[levels[-1]]['held']} were removed", again, base))
-            levels_and_again = [*levels, "fewest_again"]
-        else:
-            levels_and_again = levels
-        for k in levels_and_again:
-            label = "again" if k == "fewest_again" else s[k]["held"]
-            print(row(f"control host (holds nothing), turns with {label}", s[k]["control"], base))
+        most = s[levels[-1]]["held"]
+        again = s["fewest_again"]
+        print(row(f"{again['held']} held again, after the {most} were removed", again, base))
+        measured = {s[k]["held"]: s[k] for k in levels} | {"again": again}
+        for label, v in measured.items():
+            print(row(f"control host (holds nothing), turns with {label}", v["control"], base))
         for k in levels:
             idle = s[k]["idle"]
             print(f"  idle, {s[k]['held']} held: Docker's {idle['docker_processes']} processes use "
                   f"{idle['docker_cores']:.3f} cores, the host {idle['host_cores']:.3f}")
         print(f"  host RSS growth per idle sandbox: {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1 MB)")
-        if again:
-            print(f"  the {s[levels[-1]]['held']} held sandboxes were removed in {s['removal_s']} s; "
-                  f"the machine settled {s.get('settle_s', 0)} s before the last measurement")
-            for k in levels_and_again:
-                tc = s[k].get("to_control")
-                if tc and tc["turns"]:
-                    label = "again" if k == "fewest_again" else f"{s[k]['held']} held"
-                    print(f"  {label}: measured host / control, turn by turn: median {tc['median']:.2f}x "
-                          f"({tc['min']:.2f}x-{tc['max']:.2f}x, {tc['turns']} turns)")
-            targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes "
-                           f"{s['p50_ratio_most_to_fewest_before_and_after']:.2f}x the mean of that with none "
-                           f"before and after (A-B-A; against before only: {s['p50_ratio_most_to_fewest']:.2f}x; "
-                           f"the host's own, turn by turn against the control: {s['p50_ratio_most_to_fewest_control_corrected']:.2f}x) "
-                           "(target <= 1.1 at 500)")
-        else:
-            targets.append(f"warm p50 with {s[levels[-1]]['held']} frozen sandboxes {s['p50_ratio_most_to_fewest']:.2f}x "
-                           f"that with none; {s['p50_ratio_most_to_fewest_control_corrected']:.2f}x with the control "
-                           "host's drift taken out (target <= 1.1 at 500)")
+        print(f"  the {most} held sandboxes were removed in {s['removal_s']} s; "
+              f"the machine settled {s['settle_s']} s before the last measurement")
+        for label, v in measured.items():
+            tc = v["to_control"]
+            print(f"  {label if label == 'again' else f'{label} held'}: measured host / control, turn by turn: median {tc['median']:.2f}x "
+                  f"({tc['min']:.2f}x-{tc['max']:.2f}x, {tc['turns']} turns)")
+        targets.append(f"warm p50 with {most} frozen sandboxes "
+                       f"{s['p50_ratio_most_to_fewest_before_and_after']:.2f}x the mean of that with none "
+                       f"before and after (A-B-A; against before only: {s['p50_ratio_most_to_fewest']:.2f}x; "
+                       f"the host's own, turn by turn against the control: "
+                       f"{s['p50_ratio_most_to_fewest_control_corrected']:.2f}x) (target <= 1.1 at 500)")
         targets.append(f"host RSS per idle sandbox {s['host_rss_mb_per_sandbox'] * 1024:.0f} KB (target <= 1024 KB)")
     if "payload" in r:
         p = r["payload"]
@@ -197,17 +182,14 @@ def chart(r: dict, path: Path) -> None:
     panels = []
     if "warm" in r:
         w = r["warm"]
-        lines = {"floor: aiohttp on loopback": w["floor_loopback_aiohttp"], "ours (freeze on)": w["freeze_on_back_to_back"]}
+        lines = {"RIE, turns with ours": w["rie_back_to_back"]}
         if "rie" in r:
-            lines = {"RIE, alone": r["rie"]["warm"], **lines}
-        if "rie_back_to_back" in w:
-            lines = {"RIE, turns with ours": w["rie_back_to_back"], **lines}
+            lines["RIE, alone"] = r["rie"]["warm"]
+        lines |= {"floor: aiohttp on loopback": w["floor_loopback_aiohttp"], "ours (freeze on)": w["freeze_on_back_to_back"]}
         panels.append(("warm invoke, back to back", lines, False))
-        gap = {"ours, freeze on (every call thaws)": w["freeze_on_idle_gap"],
+        gap = {"RIE": w["rie_idle_gap"], "ours, freeze on (every call thaws)": w["freeze_on_idle_gap"],
                "ours, freeze off": w["freeze_off_idle_gap"]}
-        if "rie_idle_gap" in w:
-            gap = {"RIE": w["rie_idle_gap"], **gap}
-        panels.append((f"warm invoke, {w.get('idle_gap_ms', 20):.0f} ms idle before each call", gap, False))
+        panels.append((f"warm invoke, {w['idle_gap_ms']:.0f} ms idle before each call", gap, False))
     if "cold" in r:
         c = r["cold"]
         lines = {"floor: docker run --rm (host net)": c["floor_docker_run_host_network"],
@@ -221,16 +203,12 @@ def chart(r: dict, path: Path) -> None:
     axes = axes if len(panels) > 1 else [axes]
     for ax, (title, lines, log_x) in zip(axes, panels):
         for name, stats in lines.items():
-            if "quantiles" in stats:
-                xs, ys = stats["quantiles"], list(range(101))
-            else:                                   # results from before the quantiles were kept
-                xs, ys = [stats["p50"], stats["p90"], stats["p99"]], [50, 90, 99]
-            ax.plot(xs, ys, label=f"{name} (p50 {stats['p50']:.2f})", drawstyle="steps-post", linewidth=1.4)
+            ax.plot(stats["quantiles"], range(101), label=f"{name} (p50 {stats['p50']:.2f})",
+                    drawstyle="steps-post", linewidth=1.4)
         if log_x:
             ax.set_xscale("log")
-        else:
-            top = max(s.get("quantiles", [0] * 100)[99] if "quantiles" in s else s["p99"] for s in lines.values())
-            ax.set_xlim(0, top * 1.1)
+        else:                                       # up to the slowest p99: the last 1% would squash the rest
+            ax.set_xlim(0, max(s["p99"] for s in lines.values()) * 1.1)
         ax.set_xlabel("latency, ms" + (" (log)" if log_x else ""))
         ax.set_ylabel("% of calls answered within")
         ax.set_ylim(0, 100)

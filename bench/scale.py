@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from common import BENCH_FUNCTIONS, Caller, Host, invoke_path
-from warm import BLOCK, ROUNDS, measure_interleaved, paired_ratio
+from warm import measure_interleaved, paired_ratio, turns_of
 
 FILLERS = 5                   # the held sandboxes are spread over this many functions
 IDLE_SAMPLE_S = 2.0           # how long the machine's idle load is sampled at each level
@@ -130,14 +130,13 @@ def _measure_level(host: Host, control: Host, n: int, warmup: int, idle_s: float
     """Warm latency of bench-python on `host`, taking turns with the control,
     with whatever `host` holds at the moment, and what it holds."""
     idle = idle_load(host.proc.pid, idle_s)
-    turns = ROUNDS if n >= BLOCK else 2
-    block = min(BLOCK, n)
+    block, turns = turns_of(n)
     view = _view(host.port)
     held = [r for r in view["sandboxes"] if r["function"].startswith("filler-")]
     callers = {"held": Caller(host.port, invoke_path("bench-python")),
                "control": Caller(control.port, invoke_path("bench-python"))}
     try:
-        both = measure_interleaved(callers, block * turns, warmup, 0.0, block=block)
+        both = measure_interleaved(callers, block * turns, warmup, 0.0, block)
     finally:
         for caller in callers.values():
             caller.close()

@@ -106,6 +106,12 @@ def measure_interleaved(callers: dict[str, Caller], n: int, warmup: int, gap_s: 
     return {label: {**percentiles(s), "turn_p50s": turn_p50s[label]} for label, s in samples.items()}
 
 
+def turns_of(n: int) -> tuple[int, int]:
+    """(block, turns) of a paired measurement: ROUNDS turns of BLOCK calls
+    per endpoint, or two short turns in a smoke run."""
+    return min(BLOCK, n), ROUNDS if n >= BLOCK else 2
+
+
 def paired_ratio(ours: dict, reference: dict) -> dict:
     """Turn by turn, ours over the reference's turn in the same round: the
     median and range of those ratios. Neighbours on a shared machine move
@@ -120,8 +126,7 @@ def run(n: int = 2000, warmup: int = 200) -> dict:
     """Back to back: ROUNDS turns of BLOCK calls per endpoint (5,000 calls
     each, more than the 2,000 asked for, so that the judgement rests on five
     paired turns rather than two); after an idle gap: n / 2 calls each."""
-    block = min(BLOCK, n)
-    turns = ROUNDS if n >= BLOCK else 2
+    block, turns = turns_of(n)
     results = {"floor_loopback_aiohttp": floor(n, warmup), "block": block, "turns": turns,
                "idle_gap_ms": IDLE_GAP_S * 1000}
     image = rie.prepare(progress=lambda _: None)

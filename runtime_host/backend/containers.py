@@ -109,7 +109,7 @@ class DockerBackend:
         self._pool = ThreadPoolExecutor(max_workers=DOCKER_THREADS, thread_name_prefix="docker")
         self._events = None
         self._events_thread: threading.Thread | None = None
-        self._ending: asyncio.Lock | None = None     # see end()
+        self._ending = asyncio.Lock()                # see end()
 
     async def run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -238,18 +238,17 @@ class DockerBackend:
 
     async def end(self, container_id: str) -> ExitInfo | None:
         """SIGKILL and wait until it has stopped, one container at a time;
-        then read how it ended and remove it. Docker 20.10's libnetwork (Debian's docker.io
-        20.10.24 here) can deadlock when one container's endpoint leaves its
-        network (getSvcRecords: the network's lock, then the controller's)
-        while the controller handles another's endpoint delete (the
-        controller's, then the network's): moby/libnetwork#2679, fixed after
-        20.10.24. dockerd then never again answers a call that touches a
-        network, `docker info` included, until it is restarted. Seen here once
-        (2026-12-01), as a host stopped with 10 sandboxes ending at once. An
-        asyncio lock, not a thread lock: containers waiting their turn must not
-        hold the executor's threads that cold starts need."""
-        if self._ending is None:
-            self._ending = asyncio.Lock()
+        then read how it ended and remove it. Docker 20.10's libnetwork
+        (Debian's docker.io 20.10.24 here) can deadlock when one container's
+        endpoint leaves its network (getSvcRecords: the network's lock, then
+        the controller's) while the controller handles another's endpoint
+        delete (the controller's, then the network's): moby/libnetwork#2679,
+        fixed after 20.10.24. dockerd then never again answers a call that
+        touches a network, `docker info` included, until it is restarted.
+        Seen here once (2026-12-01), as a host stopped with 10 sandboxes
+        ending at once. An asyncio lock, not a thread lock: containers
+        waiting their turn must not hold the executor's threads that cold
+        starts need."""
         async with self._ending:
             await self.run(self._stop_now, container_id)
         # Stopped, its network released: removing it touches no network, so

@@ -14,7 +14,7 @@ from runtime_host.backend.containers import DockerBackend, ExitInfo
 def backend_recording_overlap() -> tuple[DockerBackend, dict]:
     backend = object.__new__(DockerBackend)          # no Docker engine: only end()'s ordering is under test
     backend._pool = ThreadPoolExecutor(max_workers=8)
-    backend._ending = None
+    backend._ending = asyncio.Lock()
     seen = {"now": 0, "most": 0, "order": []}
     lock = threading.Lock()
 
