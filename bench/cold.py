@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path, percentiles
 
-from runtime_host import images
+from runtime_host.backend.docker import image_builder as images
 
 
 def _functions(reps: int) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import percentiles
 
-from runtime_host.ledger import Ledger, Record
+from runtime_host.store.ledger import Ledger, Record
 
 
 def _record() -> Record:

@@ -15,9 +15,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_function, load_functions
-from .event_loop import run_on_uvloop
-from .protocol import DEFAULT_INVOKE_API_PORT
+from runtime_host.core.config import ConfigError, load_function, load_functions
+from runtime_host.event_loop import run_on_uvloop
+from runtime_host.core.protocol import DEFAULT_INVOKE_API_PORT
 
 EXIT_OK, EXIT_FUNCTION_ERROR, EXIT_USAGE, EXIT_HOST = 0, 1, 2, 3
 
@@ -37,8 +37,8 @@ def _read_event(args: argparse.Namespace) -> bytes:
 
 # --- serve -------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> int:
-    from .host import Host, HostError
-    from .invoke_api import InvokeApi
+    from runtime_host.host import Host, HostError
+    from runtime_host.api.invoke_api import InvokeApi
 
     try:
         functions, errors = load_functions(args.functions)
@@ -94,7 +94,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------
 async def _run(args: argparse.Namespace) -> int:
-    from .host import Host, HostError
+    from runtime_host.host import Host, HostError
 
     try:
         fn = load_function(args.function)
@@ -167,7 +167,7 @@ def _seconds(value: float) -> str:
 
 async def _ps(args: argparse.Namespace) -> int:
     import aiohttp
-    from .invoke_api import HOST_SANDBOXES_PATH
+    from runtime_host.api.invoke_api import HOST_SANDBOXES_PATH
 
     try:
         async with aiohttp.ClientSession() as session:
@@ -201,17 +201,17 @@ async def _ps(args: argparse.Namespace) -> int:
 
 # --- images -----------------------------------------------------------------------
 def _images(args: argparse.Namespace) -> int:
-    from . import images
+    from runtime_host.backend.docker import image_builder
 
     try:
-        runtimes = args.runtime or list(images.RUNTIMES)
+        runtimes = args.runtime or list(image_builder.RUNTIMES)
         for runtime in runtimes:
-            tag = images.ensure_image(runtime, _progress)
+            tag = image_builder.ensure_image(runtime, _progress)
             print(f"{runtime}: {tag}")
     except ValueError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except images.ImageBuildError as exc:
+    except image_builder.ImageBuildError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
     return EXIT_OK
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where logs and the billing ledger are kept (default: .runtime-host)")
         p.add_argument("--region", default="us-east-1", help="the AWS_REGION sandboxes see (default: us-east-1)")
         p.add_argument("--prices", default=None,
-                       help="a price table in the shape of runtime_host/prices.toml (default: AWS list prices)")
+                       help="a price table in the shape of runtime_host/core/prices.toml (default: AWS list prices)")
 
     def event(p: argparse.ArgumentParser) -> None:
         p.add_argument("--event", help="the event, as JSON text (default: {})")
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=lambda a: run_on_uvloop(_ps(a)))
 
-    from . import billing_report
+    from runtime_host.store import billing_report
     p = sub.add_parser("billing", help="what the billing ledger says was spent, per function",
                        description="Summarize the billing ledger (kept by 'serve' and 'run' in the state directory): "
                                    "per function invocations, errors, cold starts, p50/p99 duration, billed seconds, "
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     billing_report.add_arguments(p)
     p.set_defaults(handler=billing_report.main)
 
-    from .conformance import cli as conformance_cli
+    from runtime_host.conformance import cli as conformance_cli
     p = sub.add_parser("conformance", help="check that a runtime follows the Runtime API and survives Lambda",
                        description="Run every conformance scenario against a function folder (any runtime) or a "
                                    "bare bootstrap, in real sandboxes, and print what was expected, what was seen "

@@ -23,22 +23,22 @@ from pathlib import Path
 import psutil
 
 
-from . import images
-from .backend.containers import BackendError, DockerBackend, NetworkInfo, host_labels
-from .billing import PriceTableError, load_prices
-from .cgroups import cpu_seconds
-from .config import IMAGE_OF_RUNTIME, FunctionConfig
-from .ledger import Ledger, LedgerError
-from .invocation import Invocation, Outcome, platform_error
-from .logs import LogSink
-from .pool import FunctionPool
-from .protocol import INIT_TIMEOUT_S, LATEST, LOOPBACK_ADDRESS, RUNTIME_API_PORT
-from .netns import NetnsListeners
-from .runtime_api import RuntimeApi
-from .http_server import start_server
-from .sandbox import Sandbox
-from .states import SandboxState
-from .stems import STEM_PATH, StemCells
+from runtime_host.backend.docker import image_builder
+from runtime_host.backend.docker.engine import BackendError, DockerBackend, NetworkInfo, host_labels
+from runtime_host.core.billing import PriceTableError, load_prices
+from runtime_host.backend.docker.cgroups import cpu_seconds
+from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
+from runtime_host.store.ledger import Ledger, LedgerError
+from runtime_host.core.invocation import Invocation, Outcome, platform_error
+from runtime_host.store.logs import LogSink
+from runtime_host.scheduler.pool import FunctionPool
+from runtime_host.core.protocol import INIT_TIMEOUT_S, LATEST, LOOPBACK_ADDRESS, RUNTIME_API_PORT
+from runtime_host.backend.docker.netns import NetnsListeners
+from runtime_host.api.runtime_api import RuntimeApi
+from runtime_host.api.http_server import start_server
+from runtime_host.scheduler.sandbox import Sandbox
+from runtime_host.core.states import SandboxState
+from runtime_host.scheduler.stems import STEM_PATH, StemCells
 
 log = logging.getLogger("runtime_host.host")
 
@@ -171,8 +171,8 @@ class Host:
         for runtime in needed:
             try:
                 self._images[runtime] = await loop.run_in_executor(
-                    None, images.ensure_image, runtime, self.image_progress)
-            except images.ImageBuildError as exc:
+                    None, image_builder.ensure_image, runtime, self.image_progress)
+            except image_builder.ImageBuildError as exc:
                 raise HostError(str(exc)) from None
 
     async def drain(self) -> None:

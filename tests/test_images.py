@@ -1,4 +1,4 @@
-"""The per-language images (runtime_host/images.py) against the real Docker
+"""The per-language images (runtime_host/backend/docker/image_builder.py) against the real Docker
 engine: each image builds and runs what its runtime needs, a second
 ensure_image builds nothing, a changed input changes the tag, and two
 builders take turns. No mocks. The first run builds the images (under a
@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from runtime_host import images
+from runtime_host.backend.docker import image_builder as images
 
 RUNTIME_CLIENT_FOLDERS = {"python3.11": "bootstrap/python", "nodejs18.x": "bootstrap/node"}
 

@@ -12,7 +12,7 @@ host (its Runtime API, its invocations' outcomes, its sandboxes and their
 cgroups and logs); the handler is asked for nothing, except the deadline
 probe of our own python/node clients (scenarios.respects_deadline).
 """
-from .runner import run_conformance
-from .scenarios import SCENARIOS
+from runtime_host.conformance.runner import run_conformance
+from runtime_host.conformance.scenarios import SCENARIOS
 
 __all__ = ["run_conformance", "SCENARIOS"]

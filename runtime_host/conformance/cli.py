@@ -10,17 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
-from ..event_loop import run_on_uvloop
-from ..protocol import INIT_TIMEOUT_S
-from . import report as reports
-from .target import DEFAULT_HANDLER, load_target
+from runtime_host.core.config import ConfigError
+from runtime_host.event_loop import run_on_uvloop
+from runtime_host.core.protocol import INIT_TIMEOUT_S
+from runtime_host.conformance import report as reports
+from runtime_host.conformance.target import DEFAULT_HANDLER, load_target
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HOST = 0, 1, 2, 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .scenarios import SCENARIOS
+    from runtime_host.conformance.scenarios import SCENARIOS
 
     names = ", ".join(s.name for s in SCENARIOS)
     p.add_argument("path", metavar="PATH", help="a function folder (holding function.toml) or a bootstrap executable")
@@ -45,9 +45,9 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..host import HostError
-    from .runner import run_conformance, select
-    from .scenarios import SCENARIOS
+    from runtime_host.host import HostError
+    from runtime_host.conformance.runner import run_conformance, select
+    from runtime_host.conformance.scenarios import SCENARIOS
 
     try:
         select([s.name for s in SCENARIOS], _names(args.only), _names(args.skip))

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..protocol import H_DEADLINE_MS, H_REQUEST_ID, RUNTIME_API_VERSION
+from runtime_host.core.protocol import H_DEADLINE_MS, H_REQUEST_ID, RUNTIME_API_VERSION
 
 if TYPE_CHECKING:
-    from ..host import Host
-    from ..sandbox import Sandbox
+    from runtime_host.host import Host
+    from runtime_host.scheduler.sandbox import Sandbox
 
 RUNTIME_PREFIX = f"/{RUNTIME_API_VERSION}/runtime"
 NEXT_PATH = f"{RUNTIME_PREFIX}/invocation/next"

@@ -13,7 +13,7 @@ import json
 import textwrap
 import xml.etree.ElementTree as ET
 
-from .runner import Report
+from runtime_host.conformance.runner import Report
 
 COLUMNS = (("SCENARIO", 20), ("VERDICT", 7), ("EXPECTED", 36), ("SEEN", 46), ("HINT", 34))
 

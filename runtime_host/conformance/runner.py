@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..config import FunctionConfig
-from ..host import Host
-from ..invocation import Invocation, Outcome
-from ..protocol import INIT_TIMEOUT_S
-from ..sandbox import Sandbox
-from .observer import ProtocolObserver
-from .target import Target, UserEvent, sandbox_readable_dir
+from runtime_host.core.config import FunctionConfig
+from runtime_host.host import Host
+from runtime_host.core.invocation import Invocation, Outcome
+from runtime_host.core.protocol import INIT_TIMEOUT_S
+from runtime_host.scheduler.sandbox import Sandbox
+from runtime_host.conformance.observer import ProtocolObserver
+from runtime_host.conformance.target import Target, UserEvent, sandbox_readable_dir
 
 MISSING_HANDLER = "conformance_missing.handler"
 PROBE_HANDLER = "conformance_probe.handler"
@@ -267,7 +267,7 @@ async def run_conformance(target: Target, *, only: list[str] | None = None, skip
                           on_result: Callable[[ScenarioResult], None] | None = None) -> Report:
     """Every selected scenario against the target, concurrently, on one host.
     Raises HostError when the host cannot start (no Docker, no image)."""
-    from .scenarios import SCENARIOS
+    from runtime_host.conformance.scenarios import SCENARIOS
 
     by_name = {s.name: s for s in SCENARIOS}
     chosen = [by_name[n] for n in select(list(by_name), only, skip)]

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..protocol import (H_FUNCTION_ERROR_TYPE, RUNTIME_API_VERSION, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT)
-from ..runtime_api import ERROR_CAUSE_CONTENT_TYPE, VALID_ERROR_TYPE
-from ..sandbox import describe_exit
-from ..states import SandboxState
-from .observer import describe_stray
-from .runner import MISSING_HANDLER, SANDBOX_MEMORY_MB, Context, Run, platform_detail
+from runtime_host.core.protocol import (H_FUNCTION_ERROR_TYPE, RUNTIME_API_VERSION, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT)
+from runtime_host.api.runtime_api import ERROR_CAUSE_CONTENT_TYPE, VALID_ERROR_TYPE
+from runtime_host.scheduler.sandbox import describe_exit
+from runtime_host.core.states import SandboxState
+from runtime_host.conformance.observer import describe_stray
+from runtime_host.conformance.runner import MISSING_HANDLER, SANDBOX_MEMORY_MB, Context, Run, platform_detail
 
 Verdict = tuple[str, str, str | None]      # (verdict, seen, hint or None for the scenario's own)
 

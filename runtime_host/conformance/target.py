@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config import ConfigError, FunctionConfig, load_function, require_executable
+from runtime_host.core.config import ConfigError, FunctionConfig, load_function, require_executable
 
 DEFAULT_HANDLER = "function.handler"
 EVENTS_DIR = "events"

@@ -8,7 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from runtime_host.backend.containers import DockerBackend, ExitInfo
+from runtime_host.backend.docker.engine import DockerBackend, ExitInfo
 
 
 def backend_recording_overlap() -> tuple[DockerBackend, dict]:

@@ -2,7 +2,7 @@
 written out literally, tabs and trailing tab included."""
 from __future__ import annotations
 
-from runtime_host.billing import billed_duration_ms, report_line
+from runtime_host.core.billing import billed_duration_ms, report_line
 
 RID = "8f5b3c3e-1d2a-4c6b-9e0f-123456789abc"
 

@@ -14,11 +14,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from runtime_host import ledger
-from runtime_host.billing import billed_duration_ms, cost_usd, gb_seconds, load_prices
-from runtime_host.billing_report import (ROW_KEYS, TOTAL, add_arguments, main, parse_since, render,
+from runtime_host.store import ledger
+from runtime_host.core.billing import billed_duration_ms, cost_usd, gb_seconds, load_prices
+from runtime_host.store.billing_report import (ROW_KEYS, TOTAL, add_arguments, main, parse_since, render,
                                          summarize)
-from runtime_host.ledger import LEDGER_FILE, Ledger, Record
+from runtime_host.store.ledger import LEDGER_FILE, Ledger, Record
 
 NOW_EPOCH = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).timestamp()
 PRICE = load_prices()["x86_64"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_host.config import ConfigError, FunctionConfig, load_function, load_functions
+from runtime_host.core.config import ConfigError, FunctionConfig, load_function, load_functions
 
 PYTHON = 'runtime = "python3.11"\nhandler = "app.handler"\n'
 

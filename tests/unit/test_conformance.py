@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtime_host.config import ConfigError
+from runtime_host.core.config import ConfigError
 from runtime_host.conformance import report as reports
 from runtime_host.conformance.observer import describe_stray
 from runtime_host.conformance.runner import Report, ScenarioResult, select
 from runtime_host.conformance.scenarios import SCENARIOS, judge_error_report
 from runtime_host.conformance.target import load_target
-from runtime_host.runtime_api import RuntimeApi
+from runtime_host.api.runtime_api import RuntimeApi
 
 
 def error_post(body: bytes, path="/2018-06-01/runtime/invocation/abc/error", **headers) -> dict:
@@ -154,7 +154,7 @@ def test_json_and_junit_carry_every_verdict():
 
 async def test_the_runtime_api_records_calls_only_for_an_observer():
     from aiohttp.streams import EMPTY_PAYLOAD
-    from runtime_host.http_server import Request
+    from runtime_host.api.http_server import Request
 
     def ping() -> Request:
         return Request("GET", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5")

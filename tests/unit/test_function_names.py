@@ -1,7 +1,7 @@
 """The FunctionName forms the Invoke API accepts (spec §6.1)."""
 from __future__ import annotations
 
-from runtime_host.invoke_api import parse_function_name
+from runtime_host.api.invoke_api import parse_function_name
 
 
 def test_plain_name_has_no_qualifier():

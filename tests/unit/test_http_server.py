@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime_host.http_server import Reply, Request, start_server
+from runtime_host.api.http_server import Reply, Request, start_server
 
 
 async def echo_server():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_host.ledger import (COLUMNS, INSERT, JOURNAL_PREFIX, LEDGER_FILE, Ledger, LedgerError, Record, connect,
+from runtime_host.store.ledger import (COLUMNS, INSERT, JOURNAL_PREFIX, LEDGER_FILE, Ledger, LedgerError, Record, connect,
                                  read_records)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def run_and_kill(state_dir: Path, body: str) -> list[str]:
     script = textwrap.dedent("""
         import asyncio, os, signal, sys
         from pathlib import Path
-        from runtime_host.ledger import Ledger, Record
+        from runtime_host.store.ledger import Ledger, Record
 
         def record(i):
             return Record(request_id=f"killed-{i}", function="hello", version="$LATEST", started_at=1.0 + i,
@@ -173,7 +173,7 @@ def test_torn_last_line_is_skipped_with_a_warning_and_the_others_kept(tmp_path, 
     whole = [record(), record()]
     torn = line(record())[:-40]                # the host died in this write: no newline
     segment = write_segment(tmp_path, 1, line(whole[0]) + line(whole[1]) + torn)
-    with caplog.at_level(logging.WARNING, logger="runtime_host.ledger"):
+    with caplog.at_level(logging.WARNING, logger="runtime_host.store.ledger"):
         Ledger(tmp_path).close()
     assert rows(tmp_path) == [r.request_id for r in whole]
     assert any(str(segment) in m and "line 3" in m and "incomplete" in m for m in caplog.messages)
@@ -190,7 +190,7 @@ def test_replay_of_records_already_committed_adds_only_the_new_ones(tmp_path, ca
     committed, new = [record(), record()], record()
     commit_directly(tmp_path, committed)
     write_segment(tmp_path, 7, "".join(line(r) for r in [*committed, new]))
-    with caplog.at_level(logging.WARNING, logger="runtime_host.ledger"):
+    with caplog.at_level(logging.WARNING, logger="runtime_host.store.ledger"):
         Ledger(tmp_path).close()
     assert rows(tmp_path) == [r.request_id for r in [*committed, new]]
     assert journal(tmp_path) == []
@@ -211,7 +211,7 @@ def test_bad_lines_are_reported_and_skipped_not_fatal(tmp_path, caplog):
     lacking = {k: v for k, v in asdict(record()).items() if k not in ("billed_ms", "cost_usd")}
     segment = write_segment(tmp_path, 1, line(good[0]) + json.dumps(lacking) + "\n" + "{not json\n"
                             + json.dumps([1, 2]) + "\n" + line(good[1]))
-    with caplog.at_level(logging.WARNING, logger="runtime_host.ledger"):
+    with caplog.at_level(logging.WARNING, logger="runtime_host.store.ledger"):
         Ledger(tmp_path).close()
     assert rows(tmp_path) == [r.request_id for r in good]
     messages = [m for m in caplog.messages if str(segment) in m]
@@ -299,7 +299,7 @@ async def test_duplicate_request_is_logged_and_recorded_once(tmp_path, caplog):
     ledger = Ledger(tmp_path)
     ledger.start(asyncio.get_running_loop())
     r = record()
-    with caplog.at_level(logging.ERROR, logger="runtime_host.ledger"):
+    with caplog.at_level(logging.ERROR, logger="runtime_host.store.ledger"):
         await ledger.record(r)
         await ledger.record(r)
         ledger.close()
@@ -326,7 +326,7 @@ async def test_failed_commit_keeps_the_segments_and_is_retried(tmp_path, caplog)
     refuse_inserts(tmp_path)
     try:
         first, second = record(), record()
-        with caplog.at_level(logging.ERROR, logger="runtime_host.ledger"):
+        with caplog.at_level(logging.ERROR, logger="runtime_host.store.ledger"):
             await ledger.record(first)
             await eventually(lambda: any("could not be written" in m for m in caplog.messages), "the failure")
             await ledger.record(second)
@@ -351,7 +351,7 @@ async def test_journal_write_failure_falls_back_to_the_writer_thread(tmp_path, c
     blocker.mkdir()                           # the first segment cannot be opened for writing
     try:
         r = record()
-        with caplog.at_level(logging.WARNING, logger="runtime_host.ledger"):
+        with caplog.at_level(logging.WARNING, logger="runtime_host.store.ledger"):
             future = ledger.record(r)
         assert not future.done()
         await future
@@ -413,7 +413,7 @@ async def test_record_the_schema_refuses_is_logged_not_fatal(tmp_path, caplog):
     ledger = Ledger(tmp_path)
     ledger.start(asyncio.get_running_loop())
     bad, good = record(outcome="exploded"), record()
-    with caplog.at_level(logging.ERROR, logger="runtime_host.ledger"):
+    with caplog.at_level(logging.ERROR, logger="runtime_host.store.ledger"):
         await ledger.record(bad)
         await ledger.record(good)
         ledger.close()

@@ -10,7 +10,7 @@ import struct
 import termios
 
 
-from runtime_host.logs import read_container_output, tail
+from runtime_host.store.logs import read_container_output, tail
 
 STDOUT, STDERR = 1, 2
 

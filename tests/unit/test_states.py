@@ -1,13 +1,13 @@
 """The sandbox's and the invocation's lives as the state module's docstring
 (and spec §1.11) tell them. The expected tables are written out here, not
-read from runtime_host.states, so a change to either table fails a test."""
+read from runtime_host.core.states, so a change to either table fails a test."""
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from runtime_host.states import (IllegalTransition, InvocationEvent as IE, InvocationLife,
+from runtime_host.core.states import (IllegalTransition, InvocationEvent as IE, InvocationLife,
                                  InvocationState as I, SandboxEvent as SE, SandboxLife,
                                  SandboxState as S)
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .protocol import LATEST, LOG_TAIL_BYTES
+from runtime_host.core.protocol import LATEST, LOG_TAIL_BYTES
 
 FRAME_HEADER = struct.Struct(">BxxxI")     # stream (1 stdout, 2 stderr), 3 pad bytes, length
 

@@ -27,7 +27,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-log = logging.getLogger("runtime_host.netns")
+log = logging.getLogger("runtime_host.backend.docker.netns")
 
 CLONE_NEWNET = 0x40000000
 LISTEN_BACKLOG = 64

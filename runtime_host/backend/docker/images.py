@@ -2,7 +2,7 @@
 from a context folder, look an image up by tag, list ours by label, remove one.
 
 The only code that talks to Docker about images. It knows nothing of runtimes,
-hashes, caches or progress wording: that is runtime_host/images.py. Calls are
+hashes, caches or progress wording: that is image_builder.py beside it. Calls are
 blocking (docker SDK); the host runs them in a thread, never on its loop.
 Every Docker failure leaves here as ImageBackendError, with the Engine's words.
 """

@@ -31,17 +31,17 @@ from typing import TYPE_CHECKING, Callable
 
 from urllib.parse import parse_qs
 
-from . import logs
-from .backend.containers import LABEL_PREFIX, SANDBOX_IO_DIR, BackendError, ContainerSpec
-from .config import IMAGE_OF_RUNTIME, vcpus_for_memory
-from .http_server import Reply, Request
+from runtime_host.store import logs
+from runtime_host.backend.docker.engine import LABEL_PREFIX, SANDBOX_IO_DIR, BackendError, ContainerSpec
+from runtime_host.core.config import IMAGE_OF_RUNTIME, vcpus_for_memory
+from runtime_host.api.http_server import Reply, Request
 
 if TYPE_CHECKING:
-    from .config import FunctionConfig
-    from .host import Host
-    from .sandbox import Sandbox
+    from runtime_host.core.config import FunctionConfig
+    from runtime_host.host import Host
+    from runtime_host.scheduler.sandbox import Sandbox
 
-log = logging.getLogger("runtime_host.stems")
+log = logging.getLogger("runtime_host.scheduler.stems")
 
 STEM_PATH = "/runtime-host/stem"
 LABEL_STEM = LABEL_PREFIX + "stem"

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import ACCOUNT_ID
+from runtime_host.core.protocol import ACCOUNT_ID
 
 CONFIG_FILE = "function.toml"
 

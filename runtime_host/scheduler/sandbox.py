@@ -24,15 +24,15 @@ import time
 import psutil
 from typing import TYPE_CHECKING
 
-from . import logs
-from .cgroups import ContainerCgroups, Freezer
-from .invocation import Invocation, Outcome, platform_error
-from .protocol import RUNTIME_EXIT_ERROR, RUNTIME_OUT_OF_MEMORY
-from .states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
+from runtime_host.store import logs
+from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer
+from runtime_host.core.invocation import Invocation, Outcome, platform_error
+from runtime_host.core.protocol import RUNTIME_EXIT_ERROR, RUNTIME_OUT_OF_MEMORY
+from runtime_host.core.states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
                      SandboxState)
 
 if TYPE_CHECKING:
-    from .pool import FunctionPool
+    from runtime_host.scheduler.pool import FunctionPool
 
 # Output that arrives this long after an invocation ended still belongs to it
 # (Docker copies container output asynchronously).

@@ -30,23 +30,23 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING
 
-from . import logs
-from .backend.containers import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
+from runtime_host.store import logs
+from runtime_host.backend.docker.engine import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
                                  ContainerSpec)
-from .billing import billed_duration_ms, cost_usd, gb_seconds, report_line
-from .ledger import Record
-from .cgroups import bytes_to_mb_rounded_up
-from .config import FunctionConfig
-from .invocation import Invocation, Outcome, platform_error
-from .protocol import LATEST, LOOPBACK_RUNTIME_API, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
-from .sandbox import InitFailed, Sandbox
-from .stems import close_channels
-from .states import InvocationState, SandboxEvent, SandboxState
+from runtime_host.core.billing import billed_duration_ms, cost_usd, gb_seconds, report_line
+from runtime_host.store.ledger import Record
+from runtime_host.backend.docker.cgroups import bytes_to_mb_rounded_up
+from runtime_host.core.config import FunctionConfig
+from runtime_host.core.invocation import Invocation, Outcome, platform_error
+from runtime_host.core.protocol import LATEST, LOOPBACK_RUNTIME_API, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
+from runtime_host.scheduler.sandbox import InitFailed, Sandbox
+from runtime_host.scheduler.stems import close_channels
+from runtime_host.core.states import InvocationState, SandboxEvent, SandboxState
 
 if TYPE_CHECKING:
-    from .host import Host
+    from runtime_host.host import Host
 
-log = logging.getLogger("runtime_host.pool")
+log = logging.getLogger("runtime_host.scheduler.pool")
 
 # After an invocation ends, END/REPORT close its log once the sandbox's
 # output has been quiet this long (at most OUTPUT_SETTLE_MAX_S after the end).

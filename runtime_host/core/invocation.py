@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .states import InvocationEvent, InvocationLife, InvocationState
+from runtime_host.core.states import InvocationEvent, InvocationLife, InvocationState
 
 
 @dataclass(frozen=True)

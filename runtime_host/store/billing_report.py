@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .ledger import LEDGER_FILE, OUTCOMES, LedgerError, Record, read_records
+from runtime_host.store.ledger import LEDGER_FILE, OUTCOMES, LedgerError, Record, read_records
 
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_STATE_DIR = ".runtime-host"

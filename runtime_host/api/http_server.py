@@ -30,7 +30,7 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http import HttpProcessingError, HttpRequestParser
 from aiohttp.streams import StreamReader
 
-log = logging.getLogger("runtime_host.http_server")
+log = logging.getLogger("runtime_host.api.http_server")
 
 READ_BUFFER_BYTES = 2 ** 16        # the parser's body buffer; reading pauses above twice this
 MAX_LINE_BYTES = 8190

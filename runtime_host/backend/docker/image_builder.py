@@ -4,7 +4,7 @@ Owns what each image is made of (the table _SPECS), the content hash that
 names it (runtime-host/<name>:<hash12>), the debootstrap of Debian's root file
 system and its cache on disk, the build contexts, the build lock and the
 progress lines. Must not talk to Docker itself: every Docker call goes through
-runtime_host.backend.images. Blocking: the host calls it from a thread.
+runtime_host.backend.docker.images. Blocking: the host calls it from a thread.
 
 The chain, each link built only when its tag is missing:
   rootfs      debootstrap bookworm minbase + images/base/setup.sh, docker import
@@ -17,7 +17,7 @@ changed input gives a new tag and a rebuild of that image and those below it.
 The rootfs tarball stays in the cache folder: no later build re-runs
 debootstrap unless setup.sh or the Debian parameters change.
 
-Run `python -m runtime_host.images build [RUNTIME ...]` to build ahead of use.
+Run `python -m runtime_host.backend.docker.image_builder build [RUNTIME ...]` to build ahead of use.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime_host.backend import images as backend
+from runtime_host.backend.docker import images as backend
 
 RUNTIMES = ("python3.11", "nodejs18.x", "provided")  # image names besides "base"
 
 # Where images/ and bootstrap/ live: this checkout.
-SOURCE_DIR = Path(__file__).resolve().parent.parent
+SOURCE_DIR = Path(__file__).resolve().parents[3]   # the repository: images/ and bootstrap/
 
 DEBIAN_SUITE = "bookworm"
 DEBOOTSTRAP_VARIANT = "minbase"
@@ -312,7 +312,7 @@ def _build_from_dockerfile(name: str, tags: dict[str, str], say: Progress) -> No
                 f"last lines of output:\n{_indent(output)}\n"
                 f"what to do: a RUN apt-get step needs network access to deb.debian.org "
                 f"from inside 'docker build'; otherwise fix {spec.folder}/Dockerfile, then "
-                f"run 'python -m runtime_host.images build {name}'"
+                f"run 'python -m runtime_host.backend.docker.image_builder build {name}'"
             ) from err
 
 
@@ -411,7 +411,7 @@ def _require_debootstrap(say: Progress) -> str:
         raise ImageBuildError(
             "rootfs: debootstrap needs root (it chroots and creates device files), and the "
             "Debian root file system is not cached yet.\n"
-            "what to do: run 'sudo python -m runtime_host.images build' once; later builds "
+            "what to do: run 'sudo python -m runtime_host.backend.docker.image_builder build' once; later builds "
             "use the cached root file system or the images already in Docker"
         )
     sbin_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -523,7 +523,7 @@ def prune(progress: Progress | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime_host.images",
+        prog="python -m runtime_host.backend.docker.image_builder",
         description="Build runtime-host's per-language images from Debian's packages (no registry).",
     )
     commands = parser.add_subparsers(dest="command", required=True)

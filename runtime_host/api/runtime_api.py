@@ -19,19 +19,19 @@ from urllib.parse import unquote
 
 from aiohttp.streams import StreamReader
 
-from .invocation import Outcome
-from .http_server import Reply, Request, start_server
-from .protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
+from runtime_host.core.invocation import Outcome
+from runtime_host.api.http_server import Reply, Request, start_server
+from runtime_host.core.protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
                        ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, FUNCTION_RESPONSE_TOO_LARGE,
                        H_CLIENT_CONTEXT, H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN,
                        H_FUNCTION_ERROR_TYPE, H_REQUEST_ID, H_RESPONSE_MODE, H_TRACE_ID,
                        MAX_RESPONSE_BYTES, RUNTIME_API_VERSION, RUNTIME_INVALID_RESPONSE_MODE)
-from .sandbox import InvalidRequestId, SandboxGone
-from .states import RAPID_NAMES, IllegalTransition
+from runtime_host.scheduler.sandbox import InvalidRequestId, SandboxGone
+from runtime_host.core.states import RAPID_NAMES, IllegalTransition
 
 if TYPE_CHECKING:
-    from .host import Host
-    from .sandbox import Sandbox
+    from runtime_host.host import Host
+    from runtime_host.scheduler.sandbox import Sandbox
 
 ERROR_CAUSE_CONTENT_TYPE = "application/vnd.aws.lambda.error.cause+json"
 VALID_ERROR_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")

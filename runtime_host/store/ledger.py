@@ -70,7 +70,7 @@ from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-log = logging.getLogger("runtime_host.ledger")
+log = logging.getLogger("runtime_host.store.ledger")
 
 LEDGER_FILE = "ledger.sqlite3"
 JOURNAL_PREFIX = "ledger.journal."   # + the segment's seq, zero-padded: ledger.journal.0000000001

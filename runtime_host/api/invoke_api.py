@@ -21,21 +21,21 @@ import uuid
 from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
-from .config import FunctionConfig
-from .host import HostStopping
-from .http_server import Reply, Request, start_server
-from .logs import tail
-from .pool import SandboxStartFailed, Throttled
-from .protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
+from runtime_host.core.config import FunctionConfig
+from runtime_host.host import HostStopping
+from runtime_host.api.http_server import Reply, Request, start_server
+from runtime_host.store.logs import tail
+from runtime_host.scheduler.pool import SandboxStartFailed, Throttled
+from runtime_host.core.protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
                        H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
                        H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
                        MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES, MAX_SYNC_REQUEST_BYTES)
-from .runtime_api import read_limited
+from runtime_host.api.runtime_api import read_limited
 
 if TYPE_CHECKING:
-    from .host import Host
+    from runtime_host.host import Host
 
-log = logging.getLogger("runtime_host.invoke_api")
+log = logging.getLogger("runtime_host.api.invoke_api")
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 HOST_SANDBOXES_PATH = "/runtime-host/sandboxes"
