@@ -8,13 +8,14 @@ FUNCTIONS ?= examples
 EVENT     ?= {}
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker images run serve conformance test bench clean
+.PHONY: help venv docker images run serve conformance test unit bench clean
 
 help:
 	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
 	@echo "make serve [FUNCTIONS=examples]   serve every function folder on http://127.0.0.1:9000"
 	@echo "make conformance FUNC=path        check a function folder or a bootstrap against the Runtime API contract"
-	@echo "make test                         the whole suite, end to end on the real Docker engine"
+	@echo "make test                         import contracts, then the whole suite, end to end on the real Docker engine"
+	@echo "make unit                         import contracts and the tests that need no Docker engine (seconds)"
 	@echo "make bench                        benchmarks, as ratios to references measured in the same run"
 	@echo "make images                       build the runtime images (cached by content hash)"
 	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
@@ -42,8 +43,13 @@ conformance: venv docker
 	@$(RH) conformance $(FUNC) $(CONFORMANCE_ARGS)
 
 test: venv docker
+	$(VENV)/bin/lint-imports
 	$(RH) images build
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest -q -m "not docker" $(PYTEST_ARGS)
 
 bench: venv docker
 	$(VENV)/bin/pip install -q -e '.[test,bench]'

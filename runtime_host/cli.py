@@ -74,7 +74,7 @@ async def _serve(args: argparse.Namespace) -> int:
         return EXIT_HOST
     endpoint = f"http://{args.host}:{args.port}"
     print(f"runtime-host: serving {len(functions)} function(s) at {endpoint} "
-          f"(Runtime API for sandboxes at {host.network.gateway}:9001)", file=sys.stderr)
+          f"(Runtime API for sandboxes at {host.runtime_api_address})", file=sys.stderr)
     for fn in functions.values():
         print(f"  {fn.name:<24} {fn.runtime:<12} {fn.handler:<20} {fn.memory_mb} MB, {fn.timeout_s} s", file=sys.stderr)
     print(f"try: aws lambda invoke --endpoint-url {endpoint} --function-name {next(iter(functions))} out.json",

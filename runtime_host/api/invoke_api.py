@@ -6,7 +6,8 @@ responses as AWS shapes them (JSON with Type and message, the error name in
 x-amzn-ErrorType; spec §6).
 Served by http_server.py, the same lean server as the Runtime API (every
 route is in _route below); see that module for why not aiohttp's web layer.
-Must not: run invocations itself (Host.invoke does) or keep sandbox state.
+Must not: run invocations itself (its Invoker does: the host, passed in) or
+keep sandbox state.
 """
 from __future__ import annotations
 
@@ -18,22 +19,36 @@ import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qs, unquote
 
-from runtime_host.core.config import FunctionConfig
-from runtime_host.host import HostStopping
 from runtime_host.api.http_server import Reply, Request, start_server
-from runtime_host.store.logs import tail
-from runtime_host.scheduler.pool import SandboxStartFailed, Throttled
+from runtime_host.core.config import FunctionConfig
+from runtime_host.core.invocation import Invocation, Outcome
+from runtime_host.core.logformat import tail
+from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
 from runtime_host.core.protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
                        H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
                        H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
                        MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES, MAX_SYNC_REQUEST_BYTES)
 from runtime_host.api.runtime_api import read_limited
 
-if TYPE_CHECKING:
-    from runtime_host.host import Host
+
+
+class Invoker(Protocol):
+    """What the Invoke API asks of the host (Host implements it)."""
+    region: str
+    functions: dict[str, FunctionConfig]
+
+    @property
+    def stopping(self) -> bool: ...
+    def resolve(self, name: str) -> FunctionConfig | None: ...
+    async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
+                     client_context: str | None = None, trace_id: str | None = None
+                     ) -> tuple[Invocation, Outcome]: ...
+    def track(self, coro) -> asyncio.Task: ...
+    def describe_host(self) -> dict: ...
+    def describe_sandboxes(self) -> list[dict]: ...
 
 log = logging.getLogger("runtime_host.api.invoke_api")
 
@@ -81,7 +96,7 @@ Handler = Callable[[Request, str], Awaitable[Reply]]
 
 
 class InvokeApi:
-    def __init__(self, host: "Host"):
+    def __init__(self, host: Invoker):
         self.host = host
 
     async def start(self, address: str, port: int):
@@ -188,7 +203,7 @@ class InvokeApi:
         trace_id = request.headers.get(H_AMZN_TRACE_ID)
         if invocation_type == "Event":
             request_id = str(uuid.uuid4())
-            self.host.track(asyncio.create_task(self._invoke_event(fn, payload, qualifier, trace_id)))
+            self.host.track(self._invoke_event(fn, payload, qualifier, trace_id))
             return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
 
         try:
@@ -198,7 +213,7 @@ class InvokeApi:
             return self._throttled(fn)
         except SandboxStartFailed as exc:
             return aws_error(500, "ServiceException", f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
-        except HostStopping as exc:
+        except Stopping as exc:
             return aws_error(503, "ServiceException", str(exc), kind="Service")
         headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
         if outcome.is_error:
@@ -227,7 +242,7 @@ class InvokeApi:
             except Throttled:
                 await asyncio.sleep(EVENT_RETRY_S[min(attempt, len(EVENT_RETRY_S) - 1)])
                 attempt += 1
-            except (SandboxStartFailed, HostStopping) as exc:
+            except (SandboxStartFailed, Stopping) as exc:
                 log.error("event invocation of %s dropped: %s", fn.name, exc)
                 return
 
@@ -256,7 +271,7 @@ class InvokeApi:
             "State": "Active",
             "LastUpdateStatus": "Successful",
             "PackageType": "Image" if fn.is_image else "Zip",
-            "Architectures": ["x86_64"],
+            "Architectures": [fn.architecture],
             "EphemeralStorage": {"Size": fn.ephemeral_storage_mb},
         }
         if not fn.is_image:

@@ -3,46 +3,44 @@
 Owns: the HTTP surface (every route is in ROUTES below), reading request
 bodies within the spec's limits, and turning the state machine's refusals
 into the status codes and error documents RAPID sends (spec §1).
-A sandbox is known by its address on the host's private network: a request
-from any other address gets 403 and touches nothing, so one container cannot
-fetch or answer another's invocations.
+A sandbox is known by the listener it calls (its own loopback listener), or
+by its address on the backend's network (the SandboxLookup passed in): a
+request from any other address gets 403 and touches nothing, so one
+container cannot fetch or answer another's invocations.
 Must not: change state itself; it calls the sandbox, which applies the table.
 """
 from __future__ import annotations
 
 import json
-import re
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 from urllib.parse import unquote
 
 from aiohttp.streams import StreamReader
 
-from runtime_host.core.invocation import Outcome
 from runtime_host.api.http_server import Reply, Request, start_server
+from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
-                       ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, FUNCTION_RESPONSE_TOO_LARGE,
-                       H_CLIENT_CONTEXT, H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN,
-                       H_FUNCTION_ERROR_TYPE, H_REQUEST_ID, H_RESPONSE_MODE, H_TRACE_ID,
-                       MAX_RESPONSE_BYTES, RUNTIME_API_VERSION, RUNTIME_INVALID_RESPONSE_MODE)
-from runtime_host.scheduler.sandbox import InvalidRequestId, SandboxGone
+                                        ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, H_CLIENT_CONTEXT,
+                                        H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN, H_FUNCTION_ERROR_TYPE,
+                                        H_REQUEST_ID, H_RESPONSE_MODE, H_TRACE_ID, MAX_RESPONSE_BYTES,
+                                        RUNTIME_API_VERSION)
+from runtime_host.core.rules import response_mode_refused, response_too_large, runtime_error_outcome
 from runtime_host.core.states import RAPID_NAMES, IllegalTransition
-
-if TYPE_CHECKING:
-    from runtime_host.host import Host
-    from runtime_host.scheduler.sandbox import Sandbox
-
-ERROR_CAUSE_CONTENT_TYPE = "application/vnd.aws.lambda.error.cause+json"
-VALID_ERROR_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
+from runtime_host.scheduler.sandbox import InvalidRequestId, Sandbox, SandboxGone
 
 
-def sanitize_error_type(value: str | None) -> str:
-    """spec §1.8: RAPID's GetValidRuntimeOrFunctionErrorType."""
-    value = value or ""
-    if VALID_ERROR_TYPE.search(value):
-        return value
-    return "Function.Unknown" if value.startswith("Function.") else "Runtime.Unknown"
+class SandboxLookup(Protocol):
+    """Which sandbox a call from `address` on the backend's network comes from (the scheduler)."""
+
+    def sandbox_at(self, address: str) -> Sandbox | None: ...
+
+
+class ProtocolObserver(Protocol):
+    """`runtime-host conformance` watches every call (see the hook below)."""
+
+    def record(self, call: dict) -> None: ...
 
 
 def _json(status: int, doc: dict) -> Reply:
@@ -112,7 +110,7 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, int]:
 OBSERVED_BODY_BYTES = 65536
 
 
-def _observed_call(request: Request, sandbox: "Sandbox | None") -> dict:
+def _observed_call(request: Request, sandbox: Sandbox | None) -> dict:
     return {"at": time.monotonic(), "at_epoch_ms": time.time() * 1000, "method": request.method,
             "path": request.path, "remote": request.remote,
             "sandbox": sandbox.id if sandbox else None, "function": sandbox.function.name if sandbox else None,
@@ -127,16 +125,16 @@ INVOCATION_PREFIX = f"{BASE}/runtime/invocation/"
 INIT_ERROR_PATH = f"{BASE}/runtime/init/error"
 PING_PATH = f"{BASE}/ping"
 
-Handler = Callable[[Request, "Sandbox | None", str], Awaitable[Reply]]
+Handler = Callable[[Request, Sandbox | None, str], Awaitable[Reply]]
 
 
 class RuntimeApi:
     """The Runtime API's routes and rules over http_server's server. A
     request's sandbox is the one its peer address belongs to."""
 
-    def __init__(self, host: "Host"):
-        self.host = host
-        self.observer = getattr(host, "protocol_observer", None)      # conformance only
+    def __init__(self, sandboxes: SandboxLookup, observer: ProtocolObserver | None = None):
+        self.sandboxes = sandboxes
+        self.observer = observer                 # conformance only
         # ROUTES: the whole Runtime API surface (path -> method -> handler);
         # POST .../invocation/{request_id}/response|error are matched in _route.
         self.routes: dict[str, dict[str, Handler]] = {
@@ -152,6 +150,12 @@ class RuntimeApi:
     async def start(self, address: str, port: int):
         return await start_server(self.serve, host=address, port=port)
 
+    async def serve_inside(self, sock, member_of: Callable[[], Sandbox | None]):
+        """The Runtime API on a listening socket inside one sandbox (a
+        RuntimeApiListeners for the scheduler): the listener says who calls,
+        `member_of()` at the time of the call."""
+        return await start_server(lambda request: self.serve_as(request, member_of()), sock=sock)
+
     def _route(self, path: str) -> tuple[dict[str, Handler] | None, str]:
         methods = self.routes.get(path)
         if methods is not None:
@@ -166,15 +170,15 @@ class RuntimeApi:
 
     async def serve(self, request: Request) -> Reply:
         """On the gateway: the sandbox is the one the peer address belongs to."""
-        return await self.serve_as(request, self.host.sandbox_at(request.remote))
+        return await self.serve_as(request, self.sandboxes.sandbox_at(request.remote))
 
-    async def serve_as(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+    async def serve_as(self, request: Request, sandbox: Sandbox | None) -> Reply:
         """On a sandbox's own listener (host.runtime_api_inside) the listener says who calls."""
         if self.observer is not None:
             return await self._observed(request, sandbox)
         return await self._dispatch(request, sandbox)
 
-    async def _dispatch(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+    async def _dispatch(self, request: Request, sandbox: Sandbox | None) -> Reply:
         methods, request_id = self._route(request.path)
         if methods is None:
             return NOT_FOUND
@@ -183,7 +187,7 @@ class RuntimeApi:
             return _method_not_allowed(sorted(methods))
         return await handler(request, sandbox, request_id)
 
-    async def _observed(self, request: Request, sandbox: "Sandbox | None") -> Reply:
+    async def _observed(self, request: Request, sandbox: Sandbox | None) -> Reply:
         call = request.observed = _observed_call(request, sandbox)
         self.observer.record(call)
         try:
@@ -200,10 +204,10 @@ class RuntimeApi:
         return _error(403, "UnknownSandbox", f"{request.remote} is not a sandbox of this host; "
                       "a sandbox may only fetch and answer its own invocations")
 
-    async def ping(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
+    async def ping(self, request: Request, sandbox: Sandbox | None, _: str) -> Reply:
         return Reply(200, b"pong", "text/plain; charset=utf-8")
 
-    async def next(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
+    async def next(self, request: Request, sandbox: Sandbox | None, _: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
         try:
@@ -224,7 +228,7 @@ class RuntimeApi:
             headers[H_COGNITO_IDENTITY] = inv.cognito_identity
         return Reply(200, inv.payload, "application/json", headers)
 
-    def _check(self, sandbox: "Sandbox", request_id: str) -> Reply | None:
+    def _check(self, sandbox: Sandbox, request_id: str) -> Reply | None:
         try:
             sandbox.current_invocation(request_id)
         except InvalidRequestId:
@@ -233,34 +237,27 @@ class RuntimeApi:
             return _refused(exc, "InvocationResponse")
         return None
 
-    async def response(self, request: Request, sandbox: "Sandbox | None", request_id: str) -> Reply:
+    async def response(self, request: Request, sandbox: Sandbox | None, request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
         if (refusal := self._check(sandbox, request_id)) is not None:
             return refusal
-        mode = request.headers.get(H_RESPONSE_MODE)
-        if mode is not None and mode != "streaming":
-            sandbox.post_result(request_id, Outcome(
-                body=json.dumps({"errorType": RUNTIME_INVALID_RESPONSE_MODE,
-                                 "errorMessage": f"Invalid function response mode: {mode!r}"}).encode(),
-                error_type=RUNTIME_INVALID_RESPONSE_MODE, status="error"))
+        refused = response_mode_refused(request.headers.get(H_RESPONSE_MODE))
+        if refused is not None:
+            sandbox.post_result(request_id, refused)
             return _error(400, ERR_INVALID_RESPONSE_MODE, "Invalid function response mode")
         body, size = await read_body(request, MAX_RESPONSE_BYTES)
         if (refusal := self._check(sandbox, request_id)) is not None:   # it may have changed meanwhile
             return refusal
         if size > MAX_RESPONSE_BYTES:
-            sandbox.post_result(request_id, Outcome(
-                body=json.dumps({"errorMessage": f"Response payload size ({size} bytes) exceeded maximum "
-                                 f"allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
-                                 "errorType": FUNCTION_RESPONSE_TOO_LARGE}).encode(),
-                error_type=FUNCTION_RESPONSE_TOO_LARGE, status="error"))
+            sandbox.post_result(request_id, response_too_large(size))
             return _error(413, ERR_PAYLOAD_TOO_LARGE,
                           f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
         content_type = request.headers.get("Content-Type") or "application/json"
         sandbox.post_result(request_id, Outcome(body=body, content_type=content_type))
         return ACCEPTED_REPLY
 
-    async def error(self, request: Request, sandbox: "Sandbox | None", request_id: str) -> Reply:
+    async def error(self, request: Request, sandbox: Sandbox | None, request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
         if (refusal := self._check(sandbox, request_id)) is not None:
@@ -271,7 +268,7 @@ class RuntimeApi:
         sandbox.post_result(request_id, self._error_outcome(request, body))
         return ACCEPTED_REPLY
 
-    async def init_error(self, request: Request, sandbox: "Sandbox | None", _: str) -> Reply:
+    async def init_error(self, request: Request, sandbox: Sandbox | None, _: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
         body, _ = await read_body(request, MAX_RESPONSE_BYTES)
@@ -284,26 +281,5 @@ class RuntimeApi:
 
     @staticmethod
     def _error_outcome(request: Request, body: bytes) -> Outcome:
-        """What the caller gets for an error a runtime posted (spec §1.5):
-        the body as sent, except the error-cause media type (reduced to
-        errorMessage/errorType/stackTrace) and an empty body (built from the
-        sanitised error type)."""
-        header_type = request.headers.get(H_FUNCTION_ERROR_TYPE)
-        error_type = sanitize_error_type(header_type)
-        content_type = request.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip() == ERROR_CAUSE_CONTENT_TYPE:
-            try:
-                doc = json.loads(body)
-                body = json.dumps({k: doc.get(k) for k in ("errorMessage", "errorType", "stackTrace")}).encode()
-            except (ValueError, AttributeError):
-                return Outcome(body=b'"Invalid error body"', content_type="application/octet-stream",
-                               error_type=error_type, status="error")
-        if not body:
-            body = json.dumps({"errorMessage": "Unknown application error occurred", "errorType": error_type}).encode()
-        if header_type is None:
-            # Python, Node and Go do not send the header: the body's errorType names the error.
-            try:
-                error_type = json.loads(body).get("errorType") or error_type
-            except (ValueError, AttributeError):
-                pass
-        return Outcome(body=body, content_type="application/json", error_type=error_type, status="error")
+        return runtime_error_outcome(request.headers.get(H_FUNCTION_ERROR_TYPE),
+                                     request.headers.get("Content-Type", ""), body)

@@ -16,7 +16,6 @@ as Lambda); every wait on an invocation is bounded by the function timeout.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 import shutil
@@ -120,14 +119,8 @@ class Context:
         """One invocation, waited for until its end (the runtime back in GET next, or failed):
         bounded by the init limit plus the function timeout."""
         fn = self.variants[variant]
-        if cognito_identity is None:
-            inv, outcome = await self.host.invoke(fn, payload, client_context=client_context)
-        else:
-            # host.invoke takes no cognito identity: build the invocation as it does.
-            inv = Invocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
-                             invoked_arn=fn.arn(self.host.region), client_context=client_context,
-                             cognito_identity=cognito_identity)
-            outcome = await self.host.pools[fn.name].invoke(inv)
+        inv, outcome = await self.host.invoke(fn, payload, client_context=client_context,
+                                              cognito_identity=cognito_identity)
         try:
             await asyncio.wait_for(asyncio.shield(inv.finished), fn.timeout_s + 1)
         except asyncio.TimeoutError:
@@ -148,12 +141,7 @@ class Context:
 
     async def container_pid(self, sandbox: Sandbox) -> int | None:
         """The sandbox's first process (the runtime) as the host's kernel numbers it."""
-        backend = self.host.backend
-        try:
-            info = await backend.run(backend.api.inspect_container, sandbox.container_id)
-        except Exception:
-            return None
-        return int(info["State"]["Pid"]) or None
+        return sandbox.container.pid if sandbox.container is not None else None
 
     async def wait_exited(self, sandbox: Sandbox, timeout_s: float = EXIT_WAIT_S) -> bool:
         try:
@@ -277,10 +265,9 @@ async def run_conformance(target: Target, *, only: list[str] | None = None, skip
     started = time.monotonic()
     # No stem cells: each sandbox starts its runtime from a fresh exec of its bootstrap, as Lambda
     # does, so init is what Lambda would time and the process is what Lambda would run.
-    no_stems = {"stem_cells": 0} if "stem_cells" in inspect.signature(Host).parameters else {}
     host = Host({fn.name: fn for fn in variants.values()}, state_dir=state, echo_logs=False,
                 init_timeout_s=init_timeout_s, drain_timeout_s=DRAIN_TIMEOUT_S, image_progress=image_progress,
-                **no_stems)
+                stem_cells=0)
     observer = ProtocolObserver(host)
     host.protocol_observer = observer          # read by the Runtime API when the host starts
     ctx = Context(target=target, host=host, observer=observer, init_timeout_s=init_timeout_s, variants=variants)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from runtime_host.core.protocol import (H_FUNCTION_ERROR_TYPE, RUNTIME_API_VERSION, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT)
-from runtime_host.api.runtime_api import ERROR_CAUSE_CONTENT_TYPE, VALID_ERROR_TYPE
-from runtime_host.scheduler.sandbox import describe_exit
+from runtime_host.core.rules import ERROR_CAUSE_CONTENT_TYPE, VALID_ERROR_TYPE
+from runtime_host.core.exits import describe_exit
 from runtime_host.core.states import SandboxState
 from runtime_host.conformance.observer import describe_stray
 from runtime_host.conformance.runner import MISSING_HANDLER, SANDBOX_MEMORY_MB, Context, Run, platform_detail
@@ -544,9 +544,8 @@ async def shuts_down(ctx: Context) -> Verdict:
         return "skip", f"not run: after its event the runtime {exit_of(ctx, run)} (see keeps-serving)", None
     pid = await ctx.container_pid(sandbox)
     before = sigterm_disposition(pid) if pid else None
-    backend = ctx.host.backend
     t0 = asyncio.get_running_loop().time()
-    await backend.run(backend.kill, sandbox.container_id, "SIGTERM")
+    await ctx.host.signal(sandbox, "SIGTERM")
     if await ctx.wait_exited(sandbox, SIGTERM_GRACE_S):
         took_ms = (asyncio.get_running_loop().time() - t0) * 1000
         return "pass", f"{ended(describe_exit(sandbox.exit_code))} {took_ms:.0f} ms after SIGTERM", None

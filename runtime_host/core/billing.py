@@ -12,6 +12,7 @@ Must not: measure anything itself; callers pass the figures in.
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,11 @@ def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_
         if error_type and status == "error":
             fields.append(f"Error Type: {error_type}")
     return "\t".join(fields) + "\t"
+
+
+def bytes_to_mb_rounded_up(n: int) -> int:
+    """Lambda prints whole MB; a partly used MB counts as used."""
+    return math.ceil(n / (1024 * 1024))
 
 
 # --- prices -----------------------------------------------------------------------

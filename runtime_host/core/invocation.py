@@ -1,14 +1,13 @@
 """One invocation: its event, its clock, its outcome, its log.
 
 Owns: what the caller and the runtime exchange for one request id, and the
-timestamps billing needs. The state lives in `life` (see states.py); the
-futures tell the waiting caller when its answer (`outcome`) and the end of
-the invocation (`finished`) are there.
-Must not: choose sandboxes or talk to Docker.
+timestamps billing needs. The state lives in `life` (see states.py).
+Must not: choose sandboxes, wait for anything or know about an event loop.
+Who waits for an invocation's answer and end subclasses it and overrides
+`_answered` and `_ended` (scheduler/invocation.py: LiveInvocation).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -70,12 +69,8 @@ class Invocation:
     failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
     log: bytearray = field(default_factory=bytearray)
 
-    def __post_init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.outcome: asyncio.Future[Outcome] = loop.create_future()
-        self.finished: asyncio.Future[None] = loop.create_future()
-        self.reported: asyncio.Future[None] = loop.create_future()   # END and REPORT written
-        self.report: str | None = None
+    answer: Outcome | None = None             # what the caller got, once it has it
+    report: str | None = None                 # the REPORT line, once written
 
     @property
     def state(self) -> InvocationState:
@@ -113,8 +108,7 @@ class Invocation:
     def respond(self, outcome: Outcome) -> None:
         self.life.apply(InvocationEvent.RESULT)
         self.responded_at = time.monotonic()
-        if not self.outcome.done():
-            self.outcome.set_result(outcome)
+        self._answer(outcome)
 
     def runtime_next(self) -> None:
         self.life.apply(InvocationEvent.RUNTIME_NEXT)
@@ -126,15 +120,25 @@ class Invocation:
             return False
         self.life.apply(InvocationEvent.FAIL)
         self.failure = outcome
-        if not self.outcome.done():
-            self.outcome.set_result(outcome)
+        self._answer(outcome)
         self._end()
         return True
 
+    def _answer(self, outcome: Outcome) -> None:
+        if self.answer is None:
+            self.answer = outcome
+            self._answered(outcome)
+
     def _end(self) -> None:
         self.ended_at = time.monotonic()
-        if not self.finished.done():
-            self.finished.set_result(None)
+        self._ended()
+
+    # --- for whoever waits (overridden; nothing waits on a bare record) -------------
+    def _answered(self, outcome: Outcome) -> None:
+        """The caller's answer is there (called once)."""
+
+    def _ended(self) -> None:
+        """The invocation has ended: the runtime is back in GET next, or it failed (called once)."""
 
     def append_log(self, data: bytes) -> None:
         self.log += data

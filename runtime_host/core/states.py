@@ -1,8 +1,9 @@
-"""Every legal move of a sandbox and of an invocation, as tables of data.
+"""Every legal move of a sandbox, an invocation and a stem cell, as tables of data.
 
 Two rules, as in h11's _state.py:
-- Everything that changes a sandbox's or an invocation's state goes through
-  `SandboxLife.apply` / `InvocationLife.apply`; nothing else assigns `.state`.
+- Everything that changes a sandbox's, an invocation's or a stem cell's state
+  goes through `SandboxLife.apply` / `InvocationLife.apply` / `StemLife.apply`;
+  nothing else assigns `.state`.
 - This file does not know about Docker, HTTP or timers. It only says which
   event is legal in which state, and what the state becomes.
 
@@ -22,6 +23,13 @@ may have its answer), DONE once the runtime is back in GET next, or FAILED
 (timeout, crash, init failure). A refusal raises IllegalTransition naming the
 machine, the state and the event; the Runtime API turns that into the 403 a
 runtime sees.
+
+A stem cell (a container started ahead of need, scheduler/stems.py) is
+STARTING until two things have happened, in either order: its container has
+started with its Runtime API listener set up (STARTED), and its stem program
+has asked for a function (ASKED). With both it is READY and may be TAKEN by a
+cold start, after which it belongs to the sandbox it becomes. It is DEAD once
+its container exits and DISCARDED once the host stops keeping it.
 """
 from __future__ import annotations
 
@@ -102,6 +110,39 @@ RAPID_NAMES = {
 }
 
 
+class StemState(enum.Enum):
+    STARTING = "STARTING"
+    ASKED_EARLY = "ASKED_EARLY"       # its program asked before the host finished starting it
+    STARTED = "STARTED"               # started and listening; its program has not asked yet
+    READY = "READY"                   # both: a cold start may take it
+    TAKEN = "TAKEN"                   # specialized into a sandbox: no longer the stem cells' to keep
+    DEAD = "DEAD"
+    DISCARDED = "DISCARDED"
+
+
+class StemEvent(enum.Enum):
+    STARTED = "started"               # container started, its loopback listener set up (or given up)
+    ASKED = "asked"                   # its program's GET /runtime-host/stem arrived
+    TAKE = "take"
+    EXITED = "exited"
+    DISCARD = "discard"
+
+
+T, TE = StemState, StemEvent
+STEM_TRANSITIONS: dict[StemState, dict[StemEvent, StemState]] = {
+    T.STARTING: {TE.STARTED: T.STARTED, TE.ASKED: T.ASKED_EARLY},
+    T.ASKED_EARLY: {TE.STARTED: T.READY},
+    T.STARTED: {TE.ASKED: T.READY},
+    T.READY: {TE.TAKE: T.TAKEN},
+    T.TAKEN: {},
+    T.DEAD: {TE.DISCARD: T.DISCARDED},
+    T.DISCARDED: {},
+}
+for _state in (T.STARTING, T.ASKED_EARLY, T.STARTED, T.READY):
+    STEM_TRANSITIONS[_state][TE.EXITED] = T.DEAD
+    STEM_TRANSITIONS[_state][TE.DISCARD] = T.DISCARDED
+
+
 class IllegalTransition(Exception):
     def __init__(self, machine: str, state: enum.Enum, event: enum.Enum):
         super().__init__(f"{machine} in state {state.value} cannot take event {event.value}")
@@ -143,4 +184,23 @@ class InvocationLife:
             self.state = INVOCATION_TRANSITIONS[self.state][event]
         except KeyError:
             raise IllegalTransition("invocation", self.state, event) from None
+        return self.state
+
+
+class StemLife:
+    """A stem cell's state; `apply` is the only way to change it."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = StemState.STARTING
+
+    def can(self, event: StemEvent) -> bool:
+        return event in STEM_TRANSITIONS[self.state]
+
+    def apply(self, event: StemEvent) -> StemState:
+        try:
+            self.state = STEM_TRANSITIONS[self.state][event]
+        except KeyError:
+            raise IllegalTransition("stem cell", self.state, event) from None
         return self.state

@@ -9,10 +9,12 @@ init limit; END and REPORT when an invocation ends; removing dead sandboxes.
 
 Must not: keep its own copy of a sandbox's state. `idle` holds exactly the
 sandboxes that are READY or FROZEN with nothing to do, kept in step by
-on_released / on_dead; everything else about a sandbox is in its `life`.
+sandbox_released / sandbox_dead (the SandboxListener it implements);
+everything else about a sandbox is in its `life`. Talk to a container engine:
+it has the backend interface, from its SchedulerContext.
 
-Timers, all named with their unit: freeze grace (host.freeze_grace_s: how
-long an idle sandbox stays thawed before it is frozen), INIT limit (host.init_timeout_s),
+Timers, all named with their unit: freeze grace (settings.freeze_grace_s: how
+long an idle sandbox stays thawed before it is frozen), INIT limit (settings.init_timeout_s),
 function timeout (FunctionConfig.timeout_s), idle_ttl_s (host default or
 per function), SHUTDOWN_GRACE_S between SIGTERM and SIGKILL,
 RETURNING_WAIT_S (how long an invocation waits for a sandbox that has
@@ -22,36 +24,33 @@ new one).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import shutil
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
 
-from runtime_host.store import logs
-from runtime_host.backend.docker.engine import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
-                                 ContainerSpec)
-from runtime_host.core.billing import billed_duration_ms, cost_usd, gb_seconds, report_line
-from runtime_host.store.ledger import Record
-from runtime_host.backend.docker.cgroups import bytes_to_mb_rounded_up
-from runtime_host.core.config import FunctionConfig
-from runtime_host.core.invocation import Invocation, Outcome, platform_error
-from runtime_host.core.protocol import LATEST, LOOPBACK_RUNTIME_API, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT
-from runtime_host.scheduler.sandbox import InitFailed, Sandbox
-from runtime_host.scheduler.stems import close_channels
+from runtime_host.backend.interface import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
+                                            ContainerSpec, ExitInfo)
+from runtime_host.core import logformat
+from runtime_host.core.billing import billed_duration_ms, bytes_to_mb_rounded_up, cost_usd, gb_seconds, report_line
+from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
+from runtime_host.core.environment import ON_DEMAND, PROVISIONED, runtime_command, sandbox_env
+from runtime_host.core.exits import SIGKILL_EXIT_CODE
+from runtime_host.core.invocation import Outcome, platform_error
+from runtime_host.core.protocol import LATEST, LOOPBACK_RUNTIME_API, SANDBOX_FAILURE, SANDBOX_TIMEDOUT
+from runtime_host.core.rules import ledger_outcome
 from runtime_host.core.states import InvocationState, SandboxEvent, SandboxState
-
-if TYPE_CHECKING:
-    from runtime_host.host import Host
+from runtime_host.scheduler.context import SandboxStartFailed, SchedulerContext, Throttled
+from runtime_host.scheduler.invocation import LiveInvocation as Invocation
+from runtime_host.scheduler.sandbox import LATE_OUTPUT_S, InitFailed, Sandbox
+from runtime_host.store.ledger import Record
 
 log = logging.getLogger("runtime_host.scheduler.pool")
 
 # After an invocation ends, END/REPORT close its log once the sandbox's
 # output has been quiet this long (at most OUTPUT_SETTLE_MAX_S after the end).
 OUTPUT_QUIET_S = 0.01
-OUTPUT_SETTLE_MAX_S = 0.1
+OUTPUT_SETTLE_MAX_S = LATE_OUTPUT_S
 SHUTDOWN_GRACE_S = 2.0
 RETURNING_WAIT_S = 0.25
 INIT_ERROR_EXIT_WAIT_S = 0.5     # a runtime that posted init/error gets this long to exit by itself
@@ -59,35 +58,15 @@ INIT_ERROR_EXIT_WAIT_S = 0.5     # a runtime that posted init/error gets this lo
 PROVISIONED_INIT_TIMEOUT_S = 130.0
 
 
-def ledger_outcome(outcome: Outcome) -> str:
-    """success | function_error | timeout | oom | crash, for the ledger."""
-    if not outcome.is_error:
-        return "success"
-    if outcome.error_type == SANDBOX_TIMEDOUT:
-        return "timeout"
-    if outcome.error_type == RUNTIME_OUT_OF_MEMORY:
-        return "oom"
-    return "crash" if outcome.platform else "function_error"
-
-
-class Throttled(Exception):
-    """Every sandbox the function may have is busy (TooManyRequestsException)."""
-
-
-class SandboxStartFailed(Exception):
-    """The container could not be created or started (a host-side problem)."""
-
-
 class FunctionPool:
-    def __init__(self, host: "Host", function: FunctionConfig):
-        self.host = host
+    def __init__(self, ctx: SchedulerContext, function: FunctionConfig):
+        self.ctx = ctx
         self.function = function
-        self.sink = host.sink
         self.sandboxes: dict[str, Sandbox] = {}
         self.idle: list[Sandbox] = []             # READY/FROZEN, most recently used last
         self._waiting: deque[asyncio.Future[Sandbox]] = deque()   # invocations waiting for a returning sandbox
-        self.freeze_enabled = function.freeze and host.freeze_enabled
-        self.idle_ttl_s = function.idle_ttl_s or host.idle_ttl_s
+        self.freeze_enabled = function.freeze and ctx.settings.freeze
+        self.idle_ttl_s = function.idle_ttl_s or ctx.settings.idle_ttl_s
 
     # --- invoking -----------------------------------------------------------
     async def invoke(self, inv: Invocation) -> Outcome:
@@ -99,9 +78,9 @@ class FunctionPool:
         try:
             outcome = await self._run(sandbox, inv)
         except SandboxStartFailed:
-            await self.host.ledger.record(self._ledger_record(sandbox, inv, inv.outcome.result()))
+            await self.ctx.ledger.record(self._ledger_record(sandbox, inv, inv.outcome.result()))
             raise
-        await self.host.ledger.record(self._ledger_record(sandbox, inv, outcome))
+        await self.ctx.ledger.record(self._ledger_record(sandbox, inv, outcome))
         return outcome
 
     def _ledger_record(self, sandbox: Sandbox, inv: Invocation, outcome: Outcome) -> Record:
@@ -114,7 +93,7 @@ class FunctionPool:
             init_ms=round(inv.init_duration_ms, 2) if inv.init_duration_ms is not None else None,
             memory_mb=fn.memory_mb, max_memory_used_mb=inv.max_memory_used_mb, cold=inv.cold,
             outcome=ledger_outcome(outcome), error_type=outcome.error_type, architecture=fn.architecture,
-            gb_s=gb_seconds(billed, fn.memory_mb), cost_usd=cost_usd(billed, fn.memory_mb, self.host.prices[fn.architecture]))
+            gb_s=gb_seconds(billed, fn.memory_mb), cost_usd=cost_usd(billed, fn.memory_mb, self.ctx.prices[fn.architecture]))
 
     def _max_memory_used_mb(self, sandbox: Sandbox) -> int:
         """The sandbox's memory cgroup peak, in whole MB; the whole size after an OOM kill."""
@@ -128,7 +107,7 @@ class FunctionPool:
             inv.cold = True
             try:
                 await self._start(sandbox)
-                await asyncio.wait_for(asyncio.shield(sandbox.ready), self.host.init_timeout_s)
+                await asyncio.wait_for(asyncio.shield(sandbox.ready), self.ctx.settings.init_timeout_s)
             except InitFailed as exc:
                 # A runtime that posted init/error exits by itself (spec §1.6):
                 # give it a moment, so its exit status is its own.
@@ -138,18 +117,18 @@ class FunctionPool:
             except asyncio.TimeoutError:
                 self.destroy_soon(sandbox)
                 inv.fail(platform_error(inv.request_id, SANDBOX_TIMEDOUT,
-                                        f"Init timed out after {self.host.init_timeout_s:.2f} seconds",
+                                        f"Init timed out after {self.ctx.settings.init_timeout_s:.2f} seconds",
                                         status="timeout"))
                 return inv.outcome.result()
             except BackendError as exc:
                 self.destroy_soon(sandbox)
-                inv.fail(platform_error(inv.request_id, "Sandbox.Failure", str(exc), status="failure"))
+                inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, str(exc), status="failure"))
                 raise SandboxStartFailed(str(exc)) from None
             inv.init_duration_ms = sandbox.init_duration_ms
         elif sandbox.state is SandboxState.FROZEN:
-            await self._thaw(sandbox)
+            await sandbox.thaw()
         if sandbox.state is not SandboxState.READY:   # it died while we waited for it
-            inv.fail(platform_error(inv.request_id, "Sandbox.Failure", "the sandbox stopped before the event "
+            inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, "the sandbox stopped before the event "
                                     "could be handed over", status="failure"))
             return inv.outcome.result()
         inv.start_clock()
@@ -195,70 +174,57 @@ class FunctionPool:
                 return sandbox
         return None
 
-    def _reserve_new(self, initialization_type: str = "on-demand") -> Sandbox:
+    def _reserve_new(self, initialization_type: str = ON_DEMAND) -> Sandbox:
         # Concurrency counts sandboxes that can hold an invocation; one being
         # removed (crashed, timed out, reaped) no longer does.
         alive = sum(1 for s in self.sandboxes.values()
                     if s.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD))
         if alive >= self.function.reserved_concurrency:
             raise Throttled(self.function.name)
-        sandbox = Sandbox(self, sandbox_id=uuid.uuid4().hex[:12], ip=self.host.allocate_ip())
-        sandbox.initialization_type = initialization_type
+        sandbox = Sandbox(self, self.function, uuid.uuid4().hex[:12], backend=self.ctx.backend,
+                          log_writer=self.ctx.log_writer, initialization_type=initialization_type)
         self.sandboxes[sandbox.id] = sandbox
         return sandbox
 
     async def _start(self, sandbox: Sandbox) -> None:
-        stems = self.host.stems
+        stems = self.ctx.stems
         key = stems.key_of(self.function)
-        stem = stems.take(key) if sandbox.initialization_type == "on-demand" else None
+        stem = stems.take(key) if sandbox.initialization_type == ON_DEMAND else None
         if stem is None:
-            stem = await stems.start_now(key, self.host.init_timeout_s)
+            stem = await stems.start_now(key, self.ctx.settings.init_timeout_s)
         if stem is not None:
             await self._start_from_stem(sandbox, stem)
             return
-        spec = self._container_spec(sandbox)
-        backend = self.host.backend
-        sandbox.container_id = await backend.run(backend.create_container, spec, self.host.network)
-        self.host.register(sandbox)
-        sock = await backend.run(backend.attach_output, sandbox.container_id)
-        sandbox.output_task = asyncio.create_task(logs.read_container_output(sock, sandbox.on_output))
+        backend = self.ctx.backend
+        container = await backend.create(self._container_spec(sandbox))
+        sandbox.attach(container)
+        self.ctx.registry.add(sandbox, container)
         sandbox.launching()
-        pid = await backend.run(backend.start, sandbox.container_id)
-        sandbox.launched(pid)
+        await backend.start(container)
+        sandbox.launched()
 
     async def _start_from_stem(self, sandbox: Sandbox, stem) -> None:
         """A running stem cell becomes this sandbox: no container start on
         the invocation's path, only the runtime's own init."""
-        self.host.release_ip(sandbox.ip)
-        sandbox.ip, sandbox.container_id, sandbox.stem_dir = stem.ip, stem.container_id, stem.task_dir
-        self.host.register(sandbox)
-        stem.on_output = sandbox.on_output
-        sandbox.output_task = stem.output_task
         spec = self._container_spec(sandbox)
-        sandbox.output = stem.output
-        if stem.runtime_server is not None:          # its own loopback listener (netns.py)
-            stem.sandbox, sandbox.runtime_server = sandbox, stem.runtime_server
+        self.ctx.stems.hand_over(stem, sandbox)
+        if sandbox.runtime_server is not None:        # its own loopback listener
             spec.env["AWS_LAMBDA_RUNTIME_API"] = LOOPBACK_RUNTIME_API
         sandbox.launching()
-        await self.host.stems.specialize(stem, self.function, spec.env, spec.command)
-        sandbox.launched(stem.pid)
-        backend = self.host.backend    # so `docker ps` names its function (off the invocation's path)
-        self.host.track(asyncio.create_task(backend.run(backend.rename, stem.container_id, spec.name)))
+        await self.ctx.stems.specialize(stem, self.function, spec.env, spec.command)
+        sandbox.launched()
+        # So the engine's own listing names its function (off the invocation's path).
+        self.ctx.track(self.ctx.backend.rename(sandbox.container, spec.name))
 
     def _container_spec(self, sandbox: Sandbox) -> ContainerSpec:
         fn = self.function
-        if fn.is_image:
-            image, command = fn.image, ([fn.handler] if fn.handler else None)
-        else:
-            image = self.host.image_for(fn)
-            command = ["/var/task/bootstrap"] if fn.is_custom_runtime else ["/var/runtime/bootstrap"]
-        labels = {**self.host.labels, LABEL_FUNCTION: fn.name, LABEL_VERSION: LATEST, LABEL_SANDBOX: sandbox.id}
-        env = self.host.sandbox_env(fn)
-        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = sandbox.initialization_type
-        return ContainerSpec(image=image, command=command, env=env, labels=labels,
-                             ip=sandbox.ip, memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.host.cores),
-                             tmp_mb=fn.ephemeral_storage_mb,
-                             code_dir=None if fn.is_image else fn.code_dir,
+        image = fn.image if fn.is_image else self.ctx.images[IMAGE_OF_RUNTIME[fn.runtime]]
+        env = sandbox_env(fn, region=self.ctx.settings.region, runtime_api=self.ctx.runtime_api_address,
+                          initialization_type=sandbox.initialization_type)
+        return ContainerSpec(image=image, command=runtime_command(fn), env=env,
+                             labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: LATEST, LABEL_SANDBOX: sandbox.id},
+                             memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.ctx.settings.cores),
+                             tmp_mb=fn.ephemeral_storage_mb, code_dir=None if fn.is_image else fn.code_dir,
                              name=f"rh-{fn.name[:40]}-{sandbox.id}")
 
     # --- freezing -------------------------------------------------------------
@@ -267,27 +233,17 @@ class FunctionPool:
         GET next: from here the sandbox gets no CPU until it is thawed."""
         if not self.freeze_enabled or sandbox.state is not SandboxState.READY or sandbox not in self.idle:
             return
-        if not sandbox.freeze():
-            self.host.warn_once("freezer", "no freezer cgroup reachable for sandboxes; freezing with the "
-                                "Engine's pause/unpause instead (about 9 ms each way instead of 0.13 ms)")
-            sandbox.frozen_by_engine()
-            backend = self.host.backend
-            self.host.track(asyncio.create_task(backend.run(backend.pause, sandbox.container_id)))
-
-    async def _thaw(self, sandbox: Sandbox) -> None:
-        if not sandbox.thaw():
-            backend = self.host.backend
-            await backend.run(backend.unpause, sandbox.container_id)
+        sandbox.freeze()
 
     # --- the end of an invocation --------------------------------------------
     def _on_deadline(self, sandbox: Sandbox, inv: Invocation) -> None:
-        seconds = float(self.function.timeout_s)
-        failed = inv.fail(platform_error(inv.request_id, SANDBOX_TIMEDOUT,
-                                         f"Task timed out after {seconds:.2f} seconds", status="timeout"))
+        timeout_s = self.function.timeout_s
+        failed = inv.fail(platform_error(inv.request_id, SANDBOX_TIMEDOUT, logformat.timeout_message(timeout_s),
+                                         status="timeout"))
         if failed:
-            line = f"{logs.utc_timestamp()} {inv.request_id} Task timed out after {seconds:.2f} seconds\n".encode()
+            line = logformat.timeout_line(inv.request_id, timeout_s)
             inv.append_log(line)
-            self.sink.write(self.function.name, line)
+            self.ctx.log_writer.write(self.function.name, line)
             self.destroy_soon(sandbox)
 
     def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
@@ -317,18 +273,17 @@ class FunctionPool:
             status = failure.status if failure else "success"
             report = report_line(inv.request_id, inv.duration_ms, fn.memory_mb, used_mb, inv.init_duration_ms,
                                  status=status, error_type=failure.error_type if failure else None)
-            text = logs.end_line(inv.request_id) + (report + "\n").encode()
+            text = logformat.end_line(inv.request_id) + (report + "\n").encode()
             inv.append_log(text)
-            self.sink.write(fn.name, text)
+            self.ctx.log_writer.write(fn.name, text)
             inv.report = report
         except Exception:                     # never leave a Tail caller waiting for a REPORT
             log.exception("could not write the REPORT of %s", inv.request_id)
         finally:
-            if not inv.reported.done():
-                inv.reported.set_result(None)
+            inv.mark_reported()
 
-    # --- what sandboxes tell the pool ---------------------------------------
-    def on_released(self, sandbox: Sandbox) -> None:
+    # --- what sandboxes tell the pool (SandboxListener) ---------------------
+    def sandbox_released(self, sandbox: Sandbox) -> None:
         """The runtime is back in GET next: hand the sandbox to a waiting
         invocation, or keep it warm (and frozen) for the next one."""
         if sandbox.state is not SandboxState.READY:
@@ -338,7 +293,7 @@ class FunctionPool:
             if not waiter.done():
                 waiter.set_result(sandbox)
                 return
-        if self.host.stopping:
+        if self.ctx.stopping:
             self.destroy_soon(sandbox)
             return
         self.idle.append(sandbox)
@@ -351,9 +306,9 @@ class FunctionPool:
             if sandbox.freeze_timer is not None:
                 sandbox.freeze_timer.cancel()
             sandbox.freeze_timer = asyncio.get_running_loop().call_later(
-                self.host.freeze_grace_s, self._freeze, sandbox)
+                self.ctx.settings.freeze_grace_s, self._freeze, sandbox)
 
-    def on_dead(self, sandbox: Sandbox) -> None:
+    def sandbox_dead(self, sandbox: Sandbox) -> None:
         if sandbox in self.idle:
             self.idle.remove(sandbox)
         self.destroy_soon(sandbox)
@@ -363,12 +318,12 @@ class FunctionPool:
         """Starts, initializes and freezes `provisioned_concurrency` sandboxes
         (AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency)."""
         missing = self.function.provisioned_concurrency - sum(
-            1 for s in self.sandboxes.values() if s.initialization_type == "provisioned-concurrency")
+            1 for s in self.sandboxes.values() if s.initialization_type == PROVISIONED)
         await asyncio.gather(*(self._provision_one() for _ in range(max(0, missing))))
 
     async def _provision_one(self) -> None:
         try:
-            sandbox = self._reserve_new("provisioned-concurrency")
+            sandbox = self._reserve_new(PROVISIONED)
         except Throttled:
             return
         try:
@@ -378,66 +333,62 @@ class FunctionPool:
             log.error("provisioned sandbox of %s failed to initialize: %s", self.function.name, exc)
             self.destroy_soon(sandbox)
             return
-        self.on_released(sandbox)
+        self.sandbox_released(sandbox)
 
     def reap_idle(self, now: float) -> None:
         """Shuts down sandboxes idle longer than idle_ttl_s (provisioned ones stay)."""
         for sandbox in list(self.idle):
-            if sandbox.initialization_type == "provisioned-concurrency":
+            if sandbox.initialization_type == PROVISIONED:
                 continue
             if now - sandbox.last_used_at > self.idle_ttl_s:
                 self.idle.remove(sandbox)
                 self.destroy_soon(sandbox, graceful=True)
 
     def destroy_soon(self, sandbox: Sandbox, graceful: bool = False, wait_exit_s: float = 0.0) -> None:
-        if getattr(sandbox, "_destroying", False):
+        if sandbox.removing:
             return
-        sandbox._destroying = True
+        sandbox.removing = True
         if sandbox.life.can(SandboxEvent.SHUTDOWN):
             sandbox.life.apply(SandboxEvent.SHUTDOWN)
         if sandbox in self.idle:
             self.idle.remove(sandbox)
-        self.host.track(asyncio.create_task(self._destroy(sandbox, graceful, wait_exit_s)))
+        self.ctx.track(self._destroy(sandbox, graceful, wait_exit_s))
 
     async def _destroy(self, sandbox: Sandbox, graceful: bool, wait_exit_s: float = 0.0) -> None:
-        """Thaw (a frozen process cannot die), SIGTERM and a grace period when
-        graceful, SIGKILL, remove. Never raises: a sandbox that cannot be
-        removed must not take the host down."""
-        backend = self.host.backend
+        """SIGTERM and a grace period when graceful, then the backend ends it
+        (thawed first: a frozen process cannot die). Never raises: a sandbox
+        that cannot be removed must not take the host down."""
+        backend = self.ctx.backend
+        container = sandbox.container
         try:
             if wait_exit_s and sandbox.state is not SandboxState.DEAD:
                 try:
                     await asyncio.wait_for(asyncio.shield(sandbox.exited), wait_exit_s)
                 except asyncio.TimeoutError:
                     pass
-            if sandbox.container_id is not None:
-                if sandbox.freezer is not None:
-                    sandbox.freezer.thaw()
-                else:
-                    await backend.run(backend.unpause, sandbox.container_id)
+            if container is not None:
                 if graceful and sandbox.state is not SandboxState.DEAD:
-                    await backend.run(backend.kill, sandbox.container_id, "SIGTERM")
+                    await backend.thaw(container)
+                    await backend.signal(container, "SIGTERM")
                     try:
                         await asyncio.wait_for(asyncio.shield(sandbox.exited), SHUTDOWN_GRACE_S)
                     except asyncio.TimeoutError:
                         pass
-                info = await backend.end(sandbox.container_id)
+                info = await backend.end(container)
                 if sandbox.state is not SandboxState.DEAD and info is not None:
-                    sandbox.on_exit(info.exit_code, info.oom_killed)
+                    sandbox.on_exit(info)
         except Exception as exc:
             log.warning("could not remove sandbox %s of %s: %s", sandbox.id, self.function.name, exc)
         finally:
             if sandbox.state is not SandboxState.DEAD:
-                sandbox.on_exit(137, False)
-            close_channels(sandbox)
+                sandbox.on_exit(ExitInfo(SIGKILL_EXIT_CODE, False))
+            if sandbox.runtime_server is not None:
+                sandbox.runtime_server.close()
             self.sandboxes.pop(sandbox.id, None)
-            self.host.unregister(sandbox)
-            if sandbox.stem_dir is not None:     # a big code tree takes a while: not on the loop
-                await asyncio.get_running_loop().run_in_executor(
-                    None, functools.partial(shutil.rmtree, sandbox.stem_dir, ignore_errors=True))
-            if (not self.host.stopping and self.function.provisioned_concurrency
-                    and sandbox.initialization_type == "provisioned-concurrency"):
-                self.host.track(asyncio.create_task(self.provision()))   # Lambda keeps provisioned capacity up
+            self.ctx.registry.remove(sandbox, container)
+            if (not self.ctx.stopping and self.function.provisioned_concurrency
+                    and sandbox.initialization_type == PROVISIONED):
+                self.ctx.track(self.provision())   # Lambda keeps provisioned capacity up
 
     def in_flight(self) -> list[Invocation]:
         return [s.invocation for s in self.sandboxes.values() if s.invocation is not None

@@ -1,49 +1,56 @@
 """One sandbox: a container, its runtime, and the one invocation it may hold.
 
 Owns: the sandbox's side of the Runtime API (what GET next, a result and an
-init error do to it), its output attribution, and how it reports its
-container's exit. Every state change goes through `self.life` (states.py).
+init error do to it), its output attribution, and what its container's exit
+does to what it held. Every state change goes through `self.life`
+(core/states.py).
 
 Contract with the pool (written here, as OpenWhisk's ContainerProxy does):
-- The pool creates a Sandbox, starts its container, and awaits `ready`, which
+- The pool creates a Sandbox, has the backend create and start its
+  container (`attach`, `launching`, `launched`), and awaits `ready`, which
   resolves when the runtime first calls GET next and fails with InitFailed if
   the runtime posts init/error or exits first.
 - The pool hands a READY sandbox one invocation with `assign`; the sandbox
   delivers it to the runtime's waiting GET next.
 - When the runtime, having posted its result, calls GET next again, the
-  sandbox ends the invocation and calls `pool.on_released(self)`.
-- When the container dies the host calls `on_exit`; the sandbox fails what it
-  held and calls `pool.on_dead(self)`.
-Must not: talk to Docker (the pool does, through the backend).
+  sandbox ends the invocation and tells its listener `sandbox_released`.
+- When the container dies the registry calls `on_exit`; the sandbox fails
+  what it held and tells its listener `sandbox_dead`.
+Must not: decide placement, freezing times or removal (the pool does), or
+talk to a container engine (it asks the backend interface to freeze, thaw
+and read its memory peak).
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
-import psutil
-from typing import TYPE_CHECKING
-
-from runtime_host.store import logs
-from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer
-from runtime_host.core.invocation import Invocation, Outcome, platform_error
-from runtime_host.core.protocol import RUNTIME_EXIT_ERROR, RUNTIME_OUT_OF_MEMORY
+from runtime_host.backend.interface import Container, ContainerBackend, ExitInfo
+from runtime_host.core import logformat
+from runtime_host.core.environment import ON_DEMAND
+from runtime_host.core.exits import describe_exit, exit_error_type
+from runtime_host.core.invocation import Outcome, platform_error
+from runtime_host.scheduler.context import LogWriter
+from runtime_host.scheduler.invocation import LiveInvocation as Invocation
 from runtime_host.core.states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
                      SandboxState)
 
-if TYPE_CHECKING:
-    from runtime_host.scheduler.pool import FunctionPool
+
+class SandboxListener(Protocol):
+    """What a sandbox tells its pool (the pool implements it)."""
+
+    def sandbox_released(self, sandbox: "Sandbox") -> None:
+        """The runtime is back in GET next after its result: the sandbox is READY again."""
+
+    def sandbox_dead(self, sandbox: "Sandbox") -> None:
+        """Its container is gone."""
+
 
 # Output that arrives this long after an invocation ended still belongs to it
-# (Docker copies container output asynchronously).
-LATE_OUTPUT_S = 0.1          # = pool.OUTPUT_SETTLE_MAX_S
-
-# Go's names for signals (RAPID is written in Go and prints them).
-SIGNAL_NAMES = {1: "hangup", 2: "interrupt", 3: "quit", 4: "illegal instruction", 5: "trace/breakpoint trap",
-                6: "aborted", 7: "bus error", 8: "floating point exception", 9: "killed",
-                10: "user defined signal 1", 11: "segmentation fault", 12: "user defined signal 2",
-                13: "broken pipe", 14: "alarm clock", 15: "terminated"}
-MAX_SIGNAL = 64
+# (a container's output is copied asynchronously); the pool's END/REPORT wait
+# at most as long for it.
+LATE_OUTPUT_S = 0.1
 
 
 class InvalidRequestId(Exception):
@@ -65,25 +72,18 @@ class InitFailed(Exception):
         return platform_error(request_id, self.error_type, self.detail)
 
 
-def describe_exit(exit_code: int) -> str:
-    """Go's wording, as RAPID prints it (spec §3.4)."""
-    if 128 < exit_code <= 128 + MAX_SIGNAL:      # a shell's way to say "killed by signal N"
-        sig = exit_code - 128
-        return f"Runtime exited with error: signal: {SIGNAL_NAMES.get(sig, f'signal {sig}')}"
-    if exit_code == 0:
-        return "Runtime exited without providing a reason"
-    return f"Runtime exited with error: exit status {exit_code}"
-
-
 class Sandbox:
-    def __init__(self, pool: "FunctionPool", sandbox_id: str, ip: str):
-        self.pool = pool
-        self.function = pool.function
+    def __init__(self, listener: SandboxListener, function, sandbox_id: str, *, backend: ContainerBackend,
+                 log_writer: LogWriter, initialization_type: str = ON_DEMAND):
+        self.listener = listener
+        self.function = function
         self.id = sandbox_id
-        self.ip = ip
+        self.backend = backend
+        self.log_writer = log_writer
+        self.initialization_type = initialization_type
         self.life = SandboxLife()
-        self.container_id: str | None = None
-        self.cgroups: ContainerCgroups | None = None
+        self.container: Container | None = None
+        self.runtime_server = None                 # the Runtime API on its own loopback, if it has one (closable)
         self.created_at = time.monotonic()
         self.init_started_at: float | None = None
         self.init_duration_ms: float | None = None
@@ -100,39 +100,41 @@ class Sandbox:
         self._waiter: asyncio.Future[Invocation] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-        self.output_task: asyncio.Task | None = None
-        self.freezer: Freezer | None = None
         self.freezes = 0
-        self.pid: int | None = None                # the container's first process, on the host
-        self.stem_dir = None                       # the folder behind /var/task, when started from a stem cell
-        self.runtime_server = None                 # the Runtime API on its own loopback, if it has one
-        self.output = None                         # its output FIFO (logs.OutputFifo), if it has one
         self.freeze_timer: asyncio.TimerHandle | None = None   # the pool's freeze grace, from the last release
-        self.initialization_type = "on-demand"
+        self.removing = False                      # the pool has begun removing it
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def container_id(self) -> str | None:
+        return self.container.id if self.container is not None else None
+
+    @property
+    def address(self) -> str | None:
+        return self.container.address if self.container is not None else None
 
     @property
     def state(self) -> SandboxState:
         return self.life.state
 
+    def attach(self, container: Container) -> None:
+        """Its container exists (not necessarily started); its output comes here from now on."""
+        self.container = container
+        container.on_output = self.on_output
+
     def launching(self) -> None:
-        """Called just before the container is started: from here on its
-        runtime may call the Runtime API."""
+        """Called just before the runtime is started: from here on it may
+        call the Runtime API."""
         self.life.apply(SandboxEvent.LAUNCH)
         self.init_started_at = time.monotonic()
 
-    def launched(self, pid: int) -> None:
-        """The container runs; pid is its first process on the host."""
-        self.pid = pid
-        try:
-            self.cgroups = ContainerCgroups.of_pid(pid)
-            self.freezer = Freezer.of(self.cgroups)
-            # Init Duration counts from the runtime's exec, not from Docker's
-            # container set-up (as in Lambda, where INIT excludes provisioning).
-            age_s = time.time() - psutil.Process(pid).create_time()
-            self.init_started_at = max(self.init_started_at, time.monotonic() - age_s)
-        except (OSError, psutil.Error):
-            self.cgroups = None      # already gone; its exit event follows
+    def launched(self) -> None:
+        """The runtime runs. Init Duration counts from its process's exec,
+        not from the container's set-up (as in Lambda, where INIT excludes
+        provisioning); a stem cell's process is older than the launch."""
+        started = self.container.process_started_at if self.container is not None else None
+        if started is not None:
+            self.init_started_at = max(self.init_started_at, started)
         if self.ready_at is not None:
             self.init_duration_ms = max(0.0, (self.ready_at - self.init_started_at) * 1000)
 
@@ -168,9 +170,9 @@ class Sandbox:
         if first:
             if self.invocations_served == 0 and self.init_log:
                 inv.append_log(self.init_log)      # a cold start's tail shows its init output
-            line = logs.start_line(inv.request_id)
+            line = logformat.start_line(inv.request_id)
             inv.append_log(line)
-            self.pool.sink.write(self.function.name, line)
+            self.log_writer.write(self.function.name, line)
         return inv
 
     def _end_invocation(self, inv: Invocation) -> None:
@@ -179,7 +181,7 @@ class Sandbox:
         self.invocations_served += 1
         self.last_used_at = time.monotonic()
         self.life.apply(SandboxEvent.INVOCATION_DONE)
-        self.pool.on_released(self)
+        self.listener.sandbox_released(self)
 
     # --- Runtime API: results ----------------------------------------------
     def current_invocation(self, request_id: str) -> Invocation:
@@ -219,45 +221,38 @@ class Sandbox:
             self.last_invocation.append_log(data)
         elif self.invocations_served == 0:
             self.init_log += data
-        self.pool.sink.write(self.function.name, data)
+        self.log_writer.write(self.function.name, data)
 
-    # --- freezing (the pool decides when; the cgroup does it) ----------------
+    # --- freezing (the pool decides when; the backend does it) ---------------
     def freeze(self) -> bool:
-        """READY -> FROZEN through the freezer cgroup; False if this sandbox
-        has no reachable freezer (the pool then uses the Engine's pause)."""
-        if self.freezer is None:
+        """READY -> FROZEN: from here the sandbox gets no CPU until thawed.
+        False (and still READY) where the backend cannot freeze it."""
+        if not self.life.can(SandboxEvent.FREEZE) or not self.backend.freeze(self.container):
             return False
         self.life.apply(SandboxEvent.FREEZE)
-        self.freezer.freeze()
         self.freezes += 1
         return True
 
-    def frozen_by_engine(self) -> None:
-        self.life.apply(SandboxEvent.FREEZE)
-        self.freezes += 1
-
-    def thaw(self) -> bool:
-        """FROZEN -> READY; False if the Engine must unpause it (no freezer)."""
+    async def thaw(self) -> None:
+        """FROZEN -> READY."""
         self.life.apply(SandboxEvent.THAW)
-        if self.freezer is None:
-            return False
-        self.freezer.thaw()
-        return True
+        await self.backend.thaw(self.container)
 
     def read_memory_peak(self) -> int | None:
-        if self.cgroups is not None:
-            peak = self.cgroups.memory_peak_bytes()
+        """The container's memory peak, or the last one read (after its exit)."""
+        if self.container is not None:
+            peak = self.backend.memory_peak_bytes(self.container)
             if peak is not None:
                 self.peak_memory_bytes = peak
         return self.peak_memory_bytes
 
-    def on_exit(self, exit_code: int, oom_killed: bool) -> None:
+    def on_exit(self, info: ExitInfo) -> None:
         if self.life.state is SandboxState.DEAD:
             return
         self.life.apply(SandboxEvent.EXITED)
-        self.exit_code, self.oom_killed = exit_code, oom_killed
-        error_type = RUNTIME_OUT_OF_MEMORY if oom_killed else RUNTIME_EXIT_ERROR
-        detail = describe_exit(exit_code)
+        self.exit_code, self.oom_killed = info.exit_code, info.oom_killed
+        error_type = exit_error_type(info.oom_killed)
+        detail = describe_exit(info.exit_code)
         if not self.ready.done():
             self.ready.set_exception(InitFailed(error_type, detail))
         inv = self.invocation
@@ -266,10 +261,6 @@ class Sandbox:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(SandboxGone(self.id))
             self._waiter.exception()           # retrieved: nobody may be waiting any more
-        if self.freezer is not None:
-            self.freezer.close()
-        if self.cgroups is not None:
-            self.cgroups.close()
         if not self.exited.done():
             self.exited.set_result(None)
-        self.pool.on_dead(self)
+        self.listener.sandbox_dead(self)

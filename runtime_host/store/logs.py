@@ -1,113 +1,15 @@
-"""Function output: read from each container, attributed, kept and shown.
+"""Function output kept: per-function log files and the host's terminal.
 
-Owns: decoding Docker's multiplexed stdout/stderr frames, the per-function
-log files under the state directory, the optional echo to the host's own
-terminal, and the platform lines (START, END, REPORT) in Lambda's text
-format (spec §5.3).
-Must not: decide which invocation a byte belongs to (the sandbox does that,
-it knows its current invocation) or talk to Docker.
+Owns: the per-function log files under the state directory and the optional
+echo to the host's own terminal.
+Must not: decide which invocation a byte belongs to (the sandbox does that),
+or format platform lines (core/logformat.py does).
 """
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import struct
 import sys
-import time
 from pathlib import Path
-from typing import Callable, TextIO
-
-from runtime_host.core.protocol import LATEST, LOG_TAIL_BYTES
-
-FRAME_HEADER = struct.Struct(">BxxxI")     # stream (1 stdout, 2 stderr), 3 pad bytes, length
-
-
-async def read_container_output(sock: socket.socket, on_data: Callable[[bytes], None]) -> None:
-    """Feeds every stdout/stderr payload of one container to on_data until EOF."""
-    loop = asyncio.get_running_loop()
-    buf = bytearray()
-    try:
-        while True:
-            chunk = await loop.sock_recv(sock, 65536)
-            if not chunk:
-                return
-            buf += chunk
-            while len(buf) >= FRAME_HEADER.size:
-                _, size = FRAME_HEADER.unpack_from(buf)
-                if len(buf) < FRAME_HEADER.size + size:
-                    break
-                on_data(bytes(buf[FRAME_HEADER.size:FRAME_HEADER.size + size]))
-                del buf[:FRAME_HEADER.size + size]
-    except (OSError, asyncio.CancelledError):
-        return
-    finally:
-        sock.close()
-
-
-class OutputFifo:
-    """A named pipe a sandbox's runtime writes its stdout and stderr into,
-    read by the host straight from its event loop. Output through Docker's
-    attach stream passes containerd's shim and dockerd on its way (about
-    0.2 ms of their CPU per line on our machines, with two extra process
-    wake-ups on every invocation that prints); a stem cell points its
-    runtime's fds 1 and 2 here instead when it is specialized.
-    The host holds a write end of its own, so the reader never sees an
-    end of file between one runtime writer and the next."""
-
-    NAME = "out"
-
-    def __init__(self, directory: Path, on_data: Callable[[bytes], None]):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.path = directory / self.NAME
-        os.mkfifo(self.path)
-        os.chmod(self.path, 0o622)                 # the sandbox user writes, only the host reads
-        self._read_fd: int | None = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        self._keep_fd: int | None = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-        self._on_data = on_data
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._read_fd, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._read_fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.close()
-            return
-        if data:
-            self._on_data(data)
-
-    def close(self) -> None:
-        read_fd, keep_fd, self._read_fd, self._keep_fd = self._read_fd, self._keep_fd, None, None
-        if read_fd is None:
-            return
-        self._loop.remove_reader(read_fd)
-        try:
-            while data := os.read(read_fd, 65536):  # what is still in the pipe belongs to the log too
-                self._on_data(data)
-        except OSError:
-            pass
-        for fd in (read_fd, keep_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def start_line(request_id: str, version: str = LATEST) -> bytes:
-    return f"START RequestId: {request_id} Version: {version}\n".encode()
-
-
-def end_line(request_id: str) -> bytes:
-    return f"END RequestId: {request_id}\n".encode()
-
-
-def tail(log: bytes | bytearray, limit: int = LOG_TAIL_BYTES) -> bytes:
-    """The last `limit` bytes of an invocation's log, as X-Amz-Log-Result carries them."""
-    return bytes(log[-limit:])
+from typing import TextIO
 
 
 class LogSink:
@@ -136,8 +38,3 @@ class LogSink:
         for f in self._files.values():
             f.close()
         self._files.clear()
-
-
-def utc_timestamp() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"

@@ -1,4 +1,4 @@
-"""DockerBackend.end: containers stop one at a time (Docker 20.10's libnetwork
+"""DockerEngine.end: containers stop one at a time (Docker 20.10's libnetwork
 deadlock, moby/libnetwork#2679: see end()). Pure logic: the blocking part is
 replaced by one that records how many ends overlap."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from runtime_host.backend.docker.engine import DockerBackend, ExitInfo
+from runtime_host.backend.docker.engine import DockerEngine, ExitInfo
 
 
-def backend_recording_overlap() -> tuple[DockerBackend, dict]:
-    backend = object.__new__(DockerBackend)          # no Docker engine: only end()'s ordering is under test
+def backend_recording_overlap() -> tuple[DockerEngine, dict]:
+    backend = object.__new__(DockerEngine)          # no Docker engine: only end()'s ordering is under test
     backend._pool = ThreadPoolExecutor(max_workers=8)
     backend._ending = asyncio.Lock()
     seen = {"now": 0, "most": 0, "order": []}

@@ -160,11 +160,10 @@ async def test_the_runtime_api_records_calls_only_for_an_observer():
         return Request("GET", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5")
 
     recorded = []
-    host = SimpleNamespace(sandbox_at=lambda ip: None)
-    plain = RuntimeApi(host)
+    sandboxes = SimpleNamespace(sandbox_at=lambda ip: None)
+    plain = RuntimeApi(sandboxes)
     assert (await plain.serve(ping())).status == 200 and plain.observer is None
-    host.protocol_observer = SimpleNamespace(record=recorded.append)
-    observed = RuntimeApi(host)
+    observed = RuntimeApi(sandboxes, SimpleNamespace(record=recorded.append))
     assert (await observed.serve(ping())).status == 200
     assert (await observed.serve(Request("POST", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5"))).status == 405
     assert [(c["method"], c["path"], c["status"]) for c in recorded] == [

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime_host.api.runtime_api import sanitize_error_type
+from runtime_host.core.rules import sanitize_error_type
 
 
 @pytest.mark.parametrize("value", [

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime_host.scheduler.sandbox import describe_exit
+from runtime_host.core.exits import describe_exit
 
 
 @pytest.mark.parametrize("status", [1, 2, 127, 128])

@@ -10,7 +10,8 @@ import struct
 import termios
 
 
-from runtime_host.store.logs import read_container_output, tail
+from runtime_host.backend.docker.output import read_container_output
+from runtime_host.core.logformat import tail
 
 STDOUT, STDERR = 1, 2
 

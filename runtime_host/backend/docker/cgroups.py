@@ -9,7 +9,6 @@ event loop, which is why they are plain functions.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,11 +87,6 @@ def cpu_seconds(groups: ContainerCgroups) -> float | None:
         return int((groups.cpuacct / "cpuacct.usage").read_text()) / 1e9
     except (OSError, ValueError, TypeError):
         return None
-
-
-def bytes_to_mb_rounded_up(n: int) -> int:
-    """Lambda prints whole MB; a partly used MB counts as used."""
-    return math.ceil(n / (1024 * 1024))
 
 
 class Freezer:

@@ -24,15 +24,14 @@ import docker
 import docker.errors
 import psutil
 
+from runtime_host.backend.interface import OUTPUT_CHANNEL_DIR, BackendError
+
 log = logging.getLogger("runtime_host.backend")
 
 LABEL_PREFIX = "runtime-host."
 LABEL_HOST = LABEL_PREFIX + "host"                  # the host's id (one per host process)
 LABEL_HOST_PID = LABEL_PREFIX + "host-pid"
 LABEL_HOST_STARTED = LABEL_PREFIX + "host-started"  # the host process's create time: pid reuse guard
-LABEL_FUNCTION = LABEL_PREFIX + "function"
-LABEL_VERSION = LABEL_PREFIX + "version"
-LABEL_SANDBOX = LABEL_PREFIX + "sandbox"
 
 # Lambda's sandbox user (sbx_user1051); the images create it.
 SANDBOX_USER = "993:990"
@@ -46,10 +45,6 @@ MIN_CFS_QUOTA_US = 1_000     # the kernel's floor
 SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
 
 
-class BackendError(RuntimeError):
-    """Docker refused something; the message says what and what to do."""
-
-
 @dataclass(frozen=True)
 class NetworkInfo:
     name: str
@@ -58,11 +53,11 @@ class NetworkInfo:
     gateway: ipaddress.IPv4Address
 
 
-SANDBOX_IO_DIR = "/var/runtime-host"       # where a sandbox finds its output FIFO (logs.OutputFifo)
 
 
 @dataclass(frozen=True)
-class ContainerSpec:
+class EngineSpec:
+    """A container as the Engine is asked for it (the interface's ContainerSpec, placed)."""
     image: str
     command: list[str] | None          # None: the image's own CMD
     env: dict[str, str]
@@ -96,7 +91,9 @@ def _host_is_alive(labels: dict[str, str]) -> bool:
         return False
 
 
-class DockerBackend:
+class DockerEngine:
+    """docker-py's low-level client, in the calls the Docker backend makes (blocking: run them with `run`)."""
+
     def __init__(self, host_id: str):
         self.host_id = host_id
         try:
@@ -163,12 +160,12 @@ class DockerBackend:
             pass
 
     # --- containers ---------------------------------------------------------
-    def create_container(self, spec: ContainerSpec, network: NetworkInfo) -> str:
+    def create_container(self, spec: EngineSpec, network: NetworkInfo) -> str:
         mounts = []
         if spec.code_dir is not None:
             mounts.append(docker.types.Mount("/var/task", str(spec.code_dir), type="bind", read_only=True))
         if spec.io_dir is not None:
-            mounts.append(docker.types.Mount(SANDBOX_IO_DIR, str(spec.io_dir), type="bind", read_only=True))
+            mounts.append(docker.types.Mount(OUTPUT_CHANNEL_DIR, str(spec.io_dir), type="bind", read_only=True))
         host_config = self.api.create_host_config(
             mem_limit=spec.memory_mb * 1024 * 1024,
             memswap_limit=spec.memory_mb * 1024 * 1024,       # equal to mem_limit: no swap
