@@ -132,7 +132,7 @@ def _hash_inputs(dockerfile: str, files: dict[str, Path]) -> str:
 def prepare(progress: Progress = print) -> str:
     """Gets the RIE binary and awslambdaric into the cache, builds the image
     when its tag is missing, and returns the tag."""
-    from runtime_host import images
+    from runtime_host.backend.docker import image_builder as images
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     binary = _rie_binary(progress)

@@ -20,6 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RUNTIME_HOST = str(VENV_BIN / "runtime-host")
 HOST_START_TIMEOUT_S = 600      # a first run may build images
+UNIT_TESTS = REPO / "tests" / "unit"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Everything outside tests/unit runs real containers: marked `docker`,
+    so `pytest -m "not docker"` (make unit) runs the rest in seconds."""
+    for item in items:
+        if UNIT_TESTS not in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.docker)
+
+
 DUMMY_AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                  "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -179,7 +190,7 @@ def handler(event, context):
 def awslambdaric_function(docker_engine, tmp_path_factory) -> Path:
     """A function of runtime = "image": our python3.11 image plus awslambdaric
     (manylinux wheel from PyPI) as its entrypoint, as AWS's own base images do."""
-    from runtime_host import images
+    from runtime_host.backend.docker import image_builder as images
 
     base = images.ensure_image("python3.11")
     ctx = tmp_path_factory.mktemp("ric-image")

@@ -131,8 +131,6 @@ class FakeBackend:
         if state.exit_info is not None:
             return
         state.exit_info = info
-        if state.listener is not None:
-            state.listener.close()
         if self._on_exit is not None:
             asyncio.get_running_loop().call_soon(self._on_exit, container.id, info)
 

@@ -382,10 +382,10 @@ class FunctionPool:
         finally:
             if sandbox.state is not SandboxState.DEAD:
                 sandbox.on_exit(ExitInfo(SIGKILL_EXIT_CODE, False))
-            if sandbox.runtime_server is not None:
-                sandbox.runtime_server.close()
             self.sandboxes.pop(sandbox.id, None)
             self.ctx.registry.remove(sandbox, container)
+            if sandbox.runtime_server is not None:
+                sandbox.runtime_server.close()
             if (not self.ctx.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == PROVISIONED):
                 self.ctx.track(self.provision())   # Lambda keeps provisioned capacity up

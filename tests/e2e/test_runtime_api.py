@@ -54,7 +54,7 @@ def test_awslambdaric_is_served_unchanged(lambda_client):
 
 
 def test_another_container_can_neither_fetch_nor_answer_a_sandboxs_invocation(lambda_client, host):
-    from runtime_host import images
+    from runtime_host.backend.docker import image_builder as images
 
     result = {}
     slow = threading.Thread(target=lambda: result.update(
