@@ -52,7 +52,19 @@ class ScriptedRuntime:
         self.started: list[FakeProcess] = []
 
     async def __call__(self, process: FakeProcess) -> int:
+        """Runs until its script ends it or SIGTERM comes (then it exits 0, as a well-behaved runtime)."""
         self.started.append(process)
+        work = asyncio.ensure_future(self._run(process))
+        sigterm = asyncio.ensure_future(process.sigterm.wait())
+        try:
+            await asyncio.wait((work, sigterm), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sigterm.cancel()
+            if not work.done():
+                work.cancel()
+        return work.result() if work.done() and not work.cancelled() else 0
+
+    async def _run(self, process: FakeProcess) -> int:
         async with session_from(process.container.address) as http:
             env = process.env
             if process.spec.labels.get("stem"):             # a stem cell: told what to be first
