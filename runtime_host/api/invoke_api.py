@@ -23,15 +23,18 @@ from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qs, unquote
 
 from runtime_host.api.http_server import Reply, Request, start_server
+from runtime_host.api.runtime_api import read_limited
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Invocation, Outcome
 from runtime_host.core.logformat import tail
+from runtime_host.core.protocol import (ACCOUNT_ID, ERR_INVALID_PARAMETER_VALUE, ERR_INVALID_REQUEST_CONTENT,
+                                        ERR_REQUEST_TOO_LARGE, ERR_RESOURCE_NOT_FOUND, ERR_SERVICE,
+                                        ERR_TOO_MANY_REQUESTS, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
+                                        H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
+                                        H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
+                                        MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES,
+                                        MAX_SYNC_REQUEST_BYTES, THROTTLE_REASON_RESERVED)
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
-from runtime_host.core.protocol import (ACCOUNT_ID, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
-                       H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
-                       H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
-                       MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES, MAX_SYNC_REQUEST_BYTES)
-from runtime_host.api.runtime_api import read_limited
 
 
 
@@ -77,7 +80,7 @@ def aws_error(status: int, code: str, message: str, *, kind: str = "User",
 # What a bug in a handler answers (logged with its traceback by http_server).
 INTERNAL_ERROR = Reply(500, b'{"Type": "Service", "message": "runtime-host failed to handle the request; '
                             b'its log has the traceback"}', "application/json",
-                       {H_AMZN_ERROR_TYPE: "ServiceException"})
+                       {H_AMZN_ERROR_TYPE: ERR_SERVICE})
 
 
 def parse_function_name(raw: str) -> tuple[str, str | None]:
@@ -138,14 +141,14 @@ class InvokeApi:
         arn = f"arn:aws:lambda:{self.host.region}:{ACCOUNT_ID}:function:{raw}"
         if qualifier:
             arn += f":{qualifier}"
-        return aws_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
+        return aws_error(404, ERR_RESOURCE_NOT_FOUND, f"Function not found: {arn}")
 
     def _lookup(self, request: Request, raw: str) -> tuple[FunctionConfig | None, str | None, Reply | None]:
         name, qualifier = parse_function_name(raw)
         query_qualifier = parse_qs(request.query).get("Qualifier", [None])[0]
         if query_qualifier is not None:
             if qualifier is not None and qualifier != query_qualifier:
-                return None, None, aws_error(400, "InvalidParameterValueException",
+                return None, None, aws_error(400, ERR_INVALID_PARAMETER_VALUE,
                                              "The derived qualifier from the function name does not match the specified qualifier.")
             qualifier = query_qualifier
         fn = self.host.resolve(name)
@@ -163,23 +166,23 @@ class InvokeApi:
             return refusal
         invocation_type = request.headers.get(H_INVOCATION_TYPE, "RequestResponse")
         if invocation_type not in INVOCATION_TYPES:
-            return aws_error(400, "InvalidParameterValueException",
+            return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
                              f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(INVOCATION_TYPES)}")
         log_type = request.headers.get(H_LOG_TYPE, "None")
         if log_type not in LOG_TYPES:
-            return aws_error(400, "InvalidParameterValueException",
+            return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
                              f"Invalid log type {log_type!r}; expected None or Tail")
         limit = MAX_ASYNC_REQUEST_BYTES if invocation_type == "Event" else MAX_SYNC_REQUEST_BYTES
         payload, size = await read_limited(request.content, limit)
         if size > limit:
-            return aws_error(413, "RequestTooLargeException",
+            return aws_error(413, ERR_REQUEST_TOO_LARGE,
                              f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
         if not payload.strip():
             payload = b"{}"      # an invoke without a payload hands the function {}
         try:
             json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
-            return aws_error(400, "InvalidRequestContentException",
+            return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
                              f"Could not parse request body into json: {exc}")
         client_context = None
         raw_context = request.headers.get(H_CALLER_CLIENT_CONTEXT)
@@ -190,11 +193,11 @@ class InvokeApi:
                 client_context = base64.b64decode(raw_context, validate=True).decode()
                 json.loads(client_context)
             except (ValueError, binascii.Error, UnicodeDecodeError):
-                return aws_error(400, "InvalidRequestContentException",
+                return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
                                  f"Client context must be base64-encoded JSON of at most "
                                  f"{MAX_CLIENT_CONTEXT_BASE64_BYTES} bytes")
         if self.host.stopping:
-            return aws_error(503, "ServiceException", "runtime-host is shutting down; no new invocations are accepted",
+            return aws_error(503, ERR_SERVICE, "runtime-host is shutting down; no new invocations are accepted",
                              kind="Service")
         if fn.reserved_concurrency == 0:
             return self._throttled(fn)
@@ -212,9 +215,9 @@ class InvokeApi:
         except Throttled:
             return self._throttled(fn)
         except SandboxStartFailed as exc:
-            return aws_error(500, "ServiceException", f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
+            return aws_error(500, ERR_SERVICE, f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
         except Stopping as exc:
-            return aws_error(503, "ServiceException", str(exc), kind="Service")
+            return aws_error(503, ERR_SERVICE, str(exc), kind="Service")
         headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
         if outcome.is_error:
             headers[H_FUNCTION_ERROR] = "Unhandled"
@@ -225,8 +228,8 @@ class InvokeApi:
         return Reply(200, outcome.body, outcome.content_type, headers)
 
     def _throttled(self, fn: FunctionConfig) -> Reply:
-        return aws_error(429, "TooManyRequestsException", "Rate Exceeded.",
-                         extra={"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
+        return aws_error(429, ERR_TOO_MANY_REQUESTS, "Rate Exceeded.",
+                         extra={"Reason": THROTTLE_REASON_RESERVED},
                          headers={"Retry-After": "1"})
 
     async def _invoke_event(self, fn: FunctionConfig, payload: bytes, qualifier: str | None,

@@ -29,6 +29,15 @@ H_AMZN_REQUEST_ID = "x-amzn-RequestId"
 H_AMZN_ERROR_TYPE = "x-amzn-ErrorType"
 H_AMZN_TRACE_ID = "X-Amzn-Trace-Id"
 
+# §6 Invoke API error codes (the x-amzn-ErrorType a caller gets).
+ERR_SERVICE = "ServiceException"
+ERR_TOO_MANY_REQUESTS = "TooManyRequestsException"
+ERR_RESOURCE_NOT_FOUND = "ResourceNotFoundException"
+ERR_INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
+ERR_REQUEST_TOO_LARGE = "RequestTooLargeException"
+ERR_INVALID_PARAMETER_VALUE = "InvalidParameterValueException"
+THROTTLE_REASON_RESERVED = "ReservedFunctionConcurrentInvocationLimitExceeded"
+
 # §1.10 payload limits, in bytes.
 MAX_SYNC_REQUEST_BYTES = 6 * 1024 * 1024          # 6,291,456
 MAX_ASYNC_REQUEST_BYTES = 1024 * 1024             # 1 MB since Oct 2025
@@ -49,10 +58,9 @@ ERR_INTERNAL = "InternalServerError"
 # §3.4 platform error types the caller sees.
 RUNTIME_EXIT_ERROR = "Runtime.ExitError"
 RUNTIME_OUT_OF_MEMORY = "Runtime.OutOfMemory"
-RUNTIME_INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 RUNTIME_INVALID_RESPONSE_MODE = "Runtime.InvalidResponseModeHeader"
-RUNTIME_TRUNCATED_RESPONSE = "Runtime.TruncatedResponse"
 RUNTIME_UNKNOWN = "Runtime.Unknown"
+FUNCTION_UNKNOWN = "Function.Unknown"
 SANDBOX_TIMEDOUT = "Sandbox.Timedout"
 SANDBOX_FAILURE = "Sandbox.Failure"
 FUNCTION_RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"

@@ -12,8 +12,9 @@ import json
 import re
 
 from runtime_host.core.invocation import Outcome
-from runtime_host.core.protocol import (FUNCTION_RESPONSE_TOO_LARGE, MAX_RESPONSE_BYTES,
-                                        RUNTIME_INVALID_RESPONSE_MODE, RUNTIME_OUT_OF_MEMORY, SANDBOX_TIMEDOUT)
+from runtime_host.core.protocol import (FUNCTION_RESPONSE_TOO_LARGE, FUNCTION_UNKNOWN, MAX_RESPONSE_BYTES,
+                                        RUNTIME_INVALID_RESPONSE_MODE, RUNTIME_OUT_OF_MEMORY, RUNTIME_UNKNOWN,
+                                        SANDBOX_TIMEDOUT)
 
 ERROR_CAUSE_CONTENT_TYPE = "application/vnd.aws.lambda.error.cause+json"
 VALID_ERROR_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
@@ -25,7 +26,7 @@ def sanitize_error_type(value: str | None) -> str:
     value = value or ""
     if VALID_ERROR_TYPE.search(value):
         return value
-    return "Function.Unknown" if value.startswith("Function.") else "Runtime.Unknown"
+    return FUNCTION_UNKNOWN if value.startswith("Function.") else RUNTIME_UNKNOWN
 
 
 def runtime_error_outcome(header_type: str | None, content_type: str, body: bytes) -> Outcome:

@@ -105,7 +105,8 @@ class ScriptedRuntime:
                         pass
                     continue
                 async with http.post(f"{base}/invocation/{request_id}/response",
-                                     data=json.dumps(event.get("echo", event))):
+                                     data=json.dumps(event.get("echo", event)),
+                                     headers={"Content-Type": "application/json"}):
                     pass
 
 

@@ -1,0 +1,81 @@
+"""The Invoke API over a real Host on the fake backend: what a caller sees,
+over real HTTP on loopback, without a container engine."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from runtime_host.api.invoke_api import InvokeApi
+from runtime_host.core.states import SandboxState
+from tests.unit.fakehost import fake_host, function, settle
+
+BASE = "/2015-03-31/functions"
+
+
+@asynccontextmanager
+async def invoke_api(*functions, **host_args):
+    async with fake_host(*functions, **host_args) as host:
+        server = await InvokeApi(host).start("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                yield host, http
+        finally:
+            server.close()
+
+
+async def test_get_function_reports_the_functions_own_architecture():
+    async with invoke_api(function("arm", architecture="arm64"), function("x86")) as (_, http):
+        async with http.get(f"{BASE}/arm") as r:
+            assert (await r.json())["Configuration"]["Architectures"] == ["arm64"]
+        async with http.get(f"{BASE}/x86/configuration") as r:
+            assert (await r.json())["Architectures"] == ["x86_64"]
+
+
+async def test_a_sync_invoke_answers_the_runtimes_response_with_the_log_tail():
+    async with invoke_api(function()) as (_, http):
+        async with http.post(f"{BASE}/fn/invocations", data=json.dumps({"print": "hi", "echo": {"k": 1}}),
+                             headers={"X-Amz-Log-Type": "Tail"}) as r:
+            assert r.status == 200 and await r.json() == {"k": 1}
+            assert r.headers["X-Amz-Executed-Version"] == "$LATEST"
+            tail = base64.b64decode(r.headers["X-Amz-Log-Result"]).decode()
+        assert "hi\n" in tail and tail.splitlines()[-1].startswith("REPORT RequestId: ")
+
+
+async def test_a_function_error_is_200_with_x_amz_function_error():
+    async with invoke_api(function()) as (_, http):
+        async with http.post(f"{BASE}/fn/invocations", data=json.dumps({"error": "Function.Boom"})) as r:
+            assert r.status == 200 and r.headers["X-Amz-Function-Error"] == "Unhandled"
+            assert (await r.json())["errorType"] == "Function.Boom"
+
+
+async def test_beyond_reserved_concurrency_the_caller_gets_429_with_the_reason():
+    async with invoke_api(function(reserved_concurrency=1)) as (host, http):
+        busy = asyncio.create_task(http.post(f"{BASE}/fn/invocations", data=json.dumps({"sleep_s": 0.3})))
+        pool = host.scheduler.pools["fn"]
+        await settle(host, until=lambda: any(s.state is SandboxState.BUSY for s in pool.sandboxes.values()))
+        async with http.post(f"{BASE}/fn/invocations", data=b"{}") as r:
+            assert r.status == 429 and r.headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+            assert (await r.json())["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+        (await busy).release()
+
+
+async def test_an_event_invoke_is_accepted_at_once_and_runs_in_the_background():
+    async with invoke_api(function()) as (host, http):
+        async with http.post(f"{BASE}/fn/invocations", data=json.dumps({"print": "from the event"}),
+                             headers={"X-Amz-Invocation-Type": "Event"}) as r:
+            assert r.status == 202
+        await settle(host, until=lambda: "from the event" in (host.sink.log_dir / "fn.log").read_text()
+                     if (host.sink.log_dir / "fn.log").exists() else False)
+
+
+async def test_an_engine_that_cannot_create_containers_is_a_service_exception_naming_it():
+    async with invoke_api(function()) as (host, http):
+        host.fake.fail_create = "cannot reach the Docker engine"
+        async with http.post(f"{BASE}/fn/invocations", data=b"{}") as r:
+            assert r.status == 500 and r.headers["x-amzn-ErrorType"] == "ServiceException"
+            assert "cannot reach the Docker engine" in (await r.json())["message"]
