@@ -59,6 +59,9 @@ def _refused(exc: IllegalTransition, target: str) -> Reply:
 
 
 ACCEPTED_REPLY = _json(202, {"status": "OK"})
+# RAPID's state names for what a response or an error post asks for (spec §1.11).
+RESPONSE_STATE = "InvocationResponse"
+ERROR_RESPONSE_STATE = "InvocationErrorResponse"
 
 
 # What Go's net/http (RAPID's server) answers for a path it has no route for,
@@ -228,26 +231,27 @@ class RuntimeApi:
             headers[H_COGNITO_IDENTITY] = inv.cognito_identity
         return Reply(200, inv.payload, "application/json", headers)
 
-    def _check(self, sandbox: Sandbox, request_id: str) -> Reply | None:
+    def _check(self, sandbox: Sandbox, request_id: str, target: str) -> Reply | None:
+        """`target`: RAPID's name of the state the post asks for, for its 403 message."""
         try:
             sandbox.current_invocation(request_id)
         except InvalidRequestId:
             return _error(400, ERR_INVALID_REQUEST_ID, "Invalid request ID")
         except IllegalTransition as exc:
-            return _refused(exc, "InvocationResponse")
+            return _refused(exc, target)
         return None
 
     async def response(self, request: Request, sandbox: Sandbox | None, request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
-        if (refusal := self._check(sandbox, request_id)) is not None:
+        if (refusal := self._check(sandbox, request_id, RESPONSE_STATE)) is not None:
             return refusal
         refused = response_mode_refused(request.headers.get(H_RESPONSE_MODE))
         if refused is not None:
             sandbox.post_result(request_id, refused)
             return _error(400, ERR_INVALID_RESPONSE_MODE, "Invalid function response mode")
         body, size = await read_body(request, MAX_RESPONSE_BYTES)
-        if (refusal := self._check(sandbox, request_id)) is not None:   # it may have changed meanwhile
+        if (refusal := self._check(sandbox, request_id, RESPONSE_STATE)) is not None:   # it may have changed meanwhile
             return refusal
         if size > MAX_RESPONSE_BYTES:
             sandbox.post_result(request_id, response_too_large(size))
@@ -260,10 +264,10 @@ class RuntimeApi:
     async def error(self, request: Request, sandbox: Sandbox | None, request_id: str) -> Reply:
         if sandbox is None:
             return self._stranger(request)
-        if (refusal := self._check(sandbox, request_id)) is not None:
+        if (refusal := self._check(sandbox, request_id, ERROR_RESPONSE_STATE)) is not None:
             return refusal
         body, _ = await read_body(request, MAX_RESPONSE_BYTES)
-        if (refusal := self._check(sandbox, request_id)) is not None:
+        if (refusal := self._check(sandbox, request_id, ERROR_RESPONSE_STATE)) is not None:
             return refusal
         sandbox.post_result(request_id, self._error_outcome(request, body))
         return ACCEPTED_REPLY

@@ -178,7 +178,7 @@ class FunctionPool:
         # Concurrency counts sandboxes that can hold an invocation; one being
         # removed (crashed, timed out, reaped) no longer does.
         alive = sum(1 for s in self.sandboxes.values()
-                    if s.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD))
+                    if not s.removing and s.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD))
         if alive >= self.function.reserved_concurrency:
             raise Throttled(self.function.name)
         sandbox = Sandbox(self, self.function, uuid.uuid4().hex[:12], backend=self.ctx.backend,
@@ -348,7 +348,10 @@ class FunctionPool:
         if sandbox.removing:
             return
         sandbox.removing = True
-        if sandbox.life.can(SandboxEvent.SHUTDOWN):
+        # A runtime that posted init/error keeps that state while it is given
+        # time to exit by itself: its calls meanwhile are refused as RAPID
+        # refuses them in InitError.
+        if not wait_exit_s and sandbox.life.can(SandboxEvent.SHUTDOWN):
             sandbox.life.apply(SandboxEvent.SHUTDOWN)
         if sandbox in self.idle:
             self.idle.remove(sandbox)
@@ -366,6 +369,8 @@ class FunctionPool:
                     await asyncio.wait_for(asyncio.shield(sandbox.exited), wait_exit_s)
                 except asyncio.TimeoutError:
                     pass
+            if sandbox.life.can(SandboxEvent.SHUTDOWN):
+                sandbox.life.apply(SandboxEvent.SHUTDOWN)
             if container is not None:
                 if graceful and sandbox.state is not SandboxState.DEAD:
                     await backend.thaw(container)
