@@ -179,6 +179,10 @@ class Host:
         if sandbox.container is not None:
             await self.backend.signal(sandbox.container, signal_name)
 
+    def memory_now_bytes(self, sandbox: Sandbox) -> int | None:
+        """A sandbox's memory in use now, as its backend measures it (None if it cannot)."""
+        return self.backend.memory_now_bytes(sandbox.container) if sandbox.container is not None else None
+
     def describe_host(self) -> dict:
         """The host process itself, for `runtime-host ps`."""
         with self._process.oneshot():

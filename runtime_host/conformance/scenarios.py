@@ -594,7 +594,7 @@ async def lives_within_sandbox(ctx: Context) -> Verdict:
     memory_mb = None
     if sandbox is not None and await wait_state(sandbox, (SandboxState.FROZEN, SandboxState.READY)):
         await asyncio.sleep(0.2)
-        now = sandbox.cgroups.memory_now_bytes() if sandbox.cgroups else None
+        now = ctx.host.memory_now_bytes(sandbox)
         memory_mb = None if now is None else now / 2**20
     idle = f"idle memory {memory_mb:.1f} MB" if memory_mb is not None else "idle memory not measured (not idle)"
     init = f"init {init_ms:.0f} ms" if init_ms is not None else "init time not measured"

@@ -149,58 +149,39 @@ class IllegalTransition(Exception):
         self.machine, self.state, self.event = machine, state, event
 
 
-class SandboxLife:
-    """A sandbox's state; `apply` is the only way to change it."""
+class _Life:
+    """One machine's state; `apply` is the only way to change it. Each
+    machine names itself, its table and its first state."""
 
     __slots__ = ("state",)
+    MACHINE: str
+    TABLE: dict
+    FIRST: enum.Enum
 
     def __init__(self) -> None:
-        self.state = SandboxState.STARTING
+        self.state = self.FIRST
 
-    def can(self, event: SandboxEvent) -> bool:
-        return event in SANDBOX_TRANSITIONS[self.state]
+    def can(self, event: enum.Enum) -> bool:
+        return event in self.TABLE[self.state]
 
-    def apply(self, event: SandboxEvent) -> SandboxState:
+    def apply(self, event: enum.Enum):
         try:
-            self.state = SANDBOX_TRANSITIONS[self.state][event]
+            self.state = self.TABLE[self.state][event]
         except KeyError:
-            raise IllegalTransition("sandbox", self.state, event) from None
+            raise IllegalTransition(self.MACHINE, self.state, event) from None
         return self.state
 
 
-class InvocationLife:
-    """An invocation's state; `apply` is the only way to change it."""
-
-    __slots__ = ("state",)
-
-    def __init__(self) -> None:
-        self.state = InvocationState.PENDING
-
-    def can(self, event: InvocationEvent) -> bool:
-        return event in INVOCATION_TRANSITIONS[self.state]
-
-    def apply(self, event: InvocationEvent) -> InvocationState:
-        try:
-            self.state = INVOCATION_TRANSITIONS[self.state][event]
-        except KeyError:
-            raise IllegalTransition("invocation", self.state, event) from None
-        return self.state
+class SandboxLife(_Life):
+    __slots__ = ()
+    MACHINE, TABLE, FIRST = "sandbox", SANDBOX_TRANSITIONS, SandboxState.STARTING
 
 
-class StemLife:
-    """A stem cell's state; `apply` is the only way to change it."""
+class InvocationLife(_Life):
+    __slots__ = ()
+    MACHINE, TABLE, FIRST = "invocation", INVOCATION_TRANSITIONS, InvocationState.PENDING
 
-    __slots__ = ("state",)
 
-    def __init__(self) -> None:
-        self.state = StemState.STARTING
-
-    def can(self, event: StemEvent) -> bool:
-        return event in STEM_TRANSITIONS[self.state]
-
-    def apply(self, event: StemEvent) -> StemState:
-        try:
-            self.state = STEM_TRANSITIONS[self.state][event]
-        except KeyError:
-            raise IllegalTransition("stem cell", self.state, event) from None
-        return self.state
+class StemLife(_Life):
+    __slots__ = ()
+    MACHINE, TABLE, FIRST = "stem cell", STEM_TRANSITIONS, StemState.STARTING
