@@ -34,6 +34,7 @@ from runtime_host.scheduler.invocation import LiveInvocation
 from runtime_host.scheduler.registry import Registry
 from runtime_host.scheduler.sandbox import Sandbox
 from runtime_host.scheduler.scheduler import Scheduler
+from runtime_host.store import layers
 from runtime_host.store.ledger import Ledger, LedgerError
 from runtime_host.store.logs import LogSink
 
@@ -116,6 +117,13 @@ class Host:
                 self.ctx.images[image_name] = await self.backend.ensure_image(image_name, self.image_progress)
         except BackendError as exc:
             raise HostError(str(exc)) from None
+        for fn in self.functions.values():
+            if fn.layers:
+                try:
+                    self.ctx.opt_dirs[fn.name] = await loop.run_in_executor(
+                        None, layers.assemble, fn.layers, self.state_dir / "layers")
+                except (OSError, ValueError) as exc:
+                    raise HostError(f"function {fn.name}: its layers could not be put together under /opt: {exc}") from None
         self.runtime_api = RuntimeApi(self.scheduler, self.protocol_observer)
         self.runtime_api.add_route("GET", STEM_PATH, StemEndpoint(self.scheduler.stems).handle)
         self._runtime_server = await self.runtime_api.start(self.backend.runtime_api_address, self.runtime_api_port)

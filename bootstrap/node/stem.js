@@ -35,6 +35,8 @@ http.get({ host, port: Number(port), path: '/runtime-host/stem' }, (res) => {
     if (spec.output) pointOutputAt(spec.output);
     for (const key of Object.keys(process.env)) delete process.env[key];
     Object.assign(process.env, spec.env);
+    // NODE_PATH (the layers' node_modules) is read when Node starts: read it again.
+    require('module').Module._initPaths();
     process.chdir('/var/task');
     require('/var/runtime/runtime.js');
   });

@@ -677,6 +677,12 @@ def main():
     if task_root in sys.path:
         sys.path.remove(task_root)
     sys.path.insert(0, task_root)
+    # Then the layers' Python folders, as Lambda's Python runtime puts them
+    # (its layer paths: python/lib/python3.x/site-packages and python).
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for path in reversed((f"/opt/python/lib/python{version}/site-packages", "/opt/python")):
+        if path not in sys.path:
+            sys.path.insert(1, path)
 
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))

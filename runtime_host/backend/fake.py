@@ -39,6 +39,7 @@ class FakeProcess:
     env: dict[str, str]
     sigterm: asyncio.Event = field(default_factory=asyncio.Event)
     code_dir: Path | None = None             # /var/task, once there
+    opt_dir: Path | None = None              # /opt, once there
 
     @property
     def runtime_api(self) -> str:
@@ -113,7 +114,7 @@ class FakeBackend:
         container.pid = 10_000 + int(container.id[4:])
         container.process_started_at = time.monotonic()
         state.process = FakeProcess(container, state.spec, dict(state.spec.env),
-                                    code_dir=state.spec.code_dir)
+                                    code_dir=state.spec.code_dir, opt_dir=state.spec.opt_dir)
         state.task = asyncio.create_task(self._run(container))
 
     async def _run(self, container: Container) -> None:
@@ -149,9 +150,10 @@ class FakeBackend:
         sock = container.backend_state.listener
         return None if sock is None else "%s:%d" % sock.getsockname()
 
-    async def place_code(self, container: Container, code_dir: Path) -> None:
+    async def place_code(self, container: Container, code_dir: Path, opt_dir: Path | None = None) -> None:
         self.calls.append(("place_code", container.name))
         container.backend_state.process.code_dir = code_dir
+        container.backend_state.process.opt_dir = opt_dir
 
     async def rename(self, container: Container, name: str) -> None:
         container.name = name

@@ -472,9 +472,10 @@ async def headers_and_payloads(ctx: Context) -> Verdict:
                                        ensure_ascii=False).encode("utf-8"), None, None),
         ("5.9 MB event", big, None, None),
     ]
-    fails, warns, seen = [], [], []
+    fails, warns, slow, seen = [], [], [], []
     for label, payload, client_context, cognito in cases:
-        run = await ctx.invoke("headers", payload, client_context=client_context, cognito_identity=cognito)
+        variant = "payloads" if payload is big else "headers"
+        run = await ctx.invoke(variant, payload, client_context=client_context, cognito_identity=cognito)
         what = describe_outcome(run)
         seen.append(f"{label}: {what}")
         if not run.answered:
@@ -482,11 +483,17 @@ async def headers_and_payloads(ctx: Context) -> Verdict:
         elif run.outcome.is_error:
             etype = error_type_of(run) or ""
             (fails if etype.startswith("Runtime.") else warns).append(f"{label}: {what}")
+        elif run.inv.duration_ms > ctx.function.timeout_s * 1000:
+            slow.append(f"{label}: {what}, longer than the function's {ctx.function.timeout_s} s timeout at "
+                        f"{ctx.function.memory_mb} MB on this machine's CPU")
     if fails:
         return "fail", "; ".join(fails), None
     if warns:
         return "warn", "; ".join(warns) + " (the handler's own error: fine if it rejects such events)", \
             "check that the handler accepts events like these"
+    if slow:
+        return "warn", "; ".join(slow), ("it read the event; whether it fits the timeout on Lambda depends on "
+                                         "Lambda's CPU: check it there, or give the function more memory or time")
     return "pass", "; ".join(seen), None
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ EPHEMERAL_STORAGE_MB_RANGE = (512, 10240)
 DEFAULT_RESERVED_CONCURRENCY = 10
 MAX_RESERVED_CONCURRENCY = 1000
 MAX_ENVIRONMENT_BYTES = 4096          # spec §4.1: 4 KB for all customer variables
+MAX_LAYERS = 5                        # spec §4 (/opt): a function may use at most five layers
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # spec §4.1: variables the platform sets; a function may not override them.
@@ -52,7 +55,7 @@ RESERVED_ENV = frozenset({
 KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
-    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture",
+    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers",
 })
 # What the price table knows; sandboxes run on this machine's own CPU either way.
 ARCHITECTURES = ("x86_64", "arm64")
@@ -80,6 +83,8 @@ class FunctionConfig:
     idle_ttl_s: int | None = None      # None: the host's default
     freeze: bool = True
     architecture: str = "x86_64"       # prices only: the code runs on this machine's CPU
+    layers: tuple[Path, ...] = ()      # folders or .zip files, extracted in order under /opt (later ones win)
+    bootstrap: str = "/var/task/bootstrap"   # provided runtimes: where the bootstrap is (a layer's: /opt/bootstrap)
 
     @property
     def lambda_runtime(self) -> str:
@@ -117,6 +122,44 @@ def require_executable(bootstrap: Path) -> None:
     if not os.access(bootstrap, os.X_OK):
         raise ConfigError(f"{bootstrap}: not executable; run 'chmod +x {bootstrap}' "
                           "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+
+
+def _layers(path: Path, folder: Path, raw: dict) -> tuple[Path, ...]:
+    """`layers = ["path", ...]`: folders or .zip files, relative to the function folder."""
+    value = raw.get("layers", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _refuse(path, "layers", value, 'expected a list of paths, e.g. ["../layers/common", "deps.zip"]')
+    if len(value) > MAX_LAYERS:
+        raise _refuse(path, "layers", value, f"a function may use at most {MAX_LAYERS} layers, as on Lambda")
+    layers = []
+    for entry in value:
+        layer = (folder / entry).resolve()
+        if not layer.exists():
+            raise _refuse(path, "layers", entry, f"no such file or folder ({layer}); paths are relative to the "
+                          "function folder")
+        if layer.is_file() and not zipfile.is_zipfile(layer):
+            raise _refuse(path, "layers", entry, f"{layer} is not a .zip archive; a layer is a folder or a .zip file")
+        if not layer.is_dir() and not layer.is_file():
+            raise _refuse(path, "layers", entry, "expected a folder or a .zip file")
+        layers.append(layer)
+    return tuple(layers)
+
+
+def _bootstrap_in_layers(layers: tuple[Path, ...]) -> tuple[Path, bool] | None:
+    """The bootstrap the last layer holding one puts at /opt/bootstrap: (where, executable)."""
+    for layer in reversed(layers):
+        if layer.is_dir():
+            candidate = layer / "bootstrap"
+            if candidate.is_file():
+                return candidate, os.access(candidate, os.X_OK)
+        else:
+            with zipfile.ZipFile(layer) as archive:
+                try:
+                    info = archive.getinfo("bootstrap")
+                except KeyError:
+                    continue
+                return layer / "bootstrap", bool((info.external_attr >> 16) & stat.S_IXUSR)
+    return None
 
 
 def _refuse(path: Path, field_name: str, value: object, allowed: str) -> ConfigError:
@@ -205,18 +248,32 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
     if not isinstance(description, str):
         raise _refuse(path, "description", description, "expected a string")
 
+    layers = _layers(path, folder, raw)
+    if runtime == "image" and layers:
+        raise _refuse(path, "layers", raw["layers"], "a container image function has no layers on Lambda; "
+                      "build them into the image")
+
+    bootstrap_at = "/var/task/bootstrap"
     if runtime in ("provided", "provided.al2023"):
         bootstrap = folder / "bootstrap"
-        if not bootstrap.is_file():
+        if bootstrap.is_file():
+            require_executable(bootstrap)
+        elif (from_layer := _bootstrap_in_layers(layers)) is not None:
+            where, executable = from_layer
+            if not executable:
+                raise ConfigError(f"{where}: not executable; make it executable in its layer "
+                                  "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
+            bootstrap_at = "/opt/bootstrap"
+        else:
             raise ConfigError(f"{folder}: runtime '{runtime}' needs an executable file named 'bootstrap' in the folder "
-                              "(Lambda would fail every invoke with Runtime.InvalidEntrypoint)")
-        require_executable(bootstrap)
+                              "or at the top of one of its layers (Lambda would fail every invoke with "
+                              "Runtime.InvalidEntrypoint)")
 
     return FunctionConfig(
         name=name, runtime=runtime, handler=handler, code_dir=folder, memory_mb=memory_mb,
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
-        idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture,
+        idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture, layers=layers, bootstrap=bootstrap_at,
     )
 
 

@@ -13,6 +13,22 @@ from runtime_host.core.protocol import LATEST
 
 ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"
+EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
+
+# How our images start each managed runtime's interpreter: what a wrapper
+# script (AWS_LAMBDA_EXEC_WRAPPER) is handed, as Lambda hands it "the
+# interpreter path and all original arguments" (spec §4.4).
+INTERPRETER_COMMAND = {
+    "python3.11": ["/usr/bin/python3", "-u", "/var/runtime/runtime_client.py"],
+    "nodejs18.x": ["/usr/bin/node", "/var/runtime/runtime.js"],
+}
+
+
+def node_path(fn: FunctionConfig) -> str:
+    """Lambda's NODE_PATH for a Node runtime: the layers' node_modules first (spec §4.4)."""
+    major = fn.runtime.removeprefix("nodejs").removesuffix(".x")
+    return (f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:"
+            "/var/runtime:/var/task")
 
 
 def log_stream_name(version: str = LATEST) -> str:
@@ -45,6 +61,8 @@ def sandbox_env(fn: FunctionConfig, *, region: str, runtime_api: str,
         env["_HANDLER"] = fn.handler
     if not fn.is_custom_runtime and not fn.is_image:
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{fn.lambda_runtime}"
+    if fn.runtime.startswith("nodejs"):
+        env["NODE_PATH"] = node_path(fn)
     env.update(fn.environment)
     return env
 
@@ -53,4 +71,13 @@ def runtime_command(fn: FunctionConfig) -> list[str] | None:
     """What a sandbox of our images runs (None: an image function's own entrypoint and CMD)."""
     if fn.is_image:
         return [fn.handler] if fn.handler else None
-    return ["/var/task/bootstrap"] if fn.is_custom_runtime else ["/var/runtime/bootstrap"]
+    if fn.is_custom_runtime:                   # wrapper scripts are not for OS-only runtimes (spec §4.4)
+        return [fn.bootstrap]
+    wrapper = fn.environment.get(EXEC_WRAPPER)
+    if wrapper:
+        return [wrapper, *INTERPRETER_COMMAND[fn.runtime]]
+    return ["/var/runtime/bootstrap"]
+
+
+def uses_exec_wrapper(fn: FunctionConfig) -> bool:
+    return not fn.is_custom_runtime and not fn.is_image and bool(fn.environment.get(EXEC_WRAPPER))

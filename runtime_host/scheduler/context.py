@@ -76,6 +76,7 @@ class SchedulerContext:
     listeners: RuntimeApiListeners | None
     runtime_api_address: str = ""           # host:port on the backend's network, once the API listens
     images: dict[str, str] = field(default_factory=dict)   # our image name -> reference
+    opt_dirs: dict = field(default_factory=dict)           # function name -> its layers put together (/opt)
     stopping: bool = False
     tasks: set[asyncio.Task] = field(default_factory=set)
     stems: object = None                     # StemCells, set by the scheduler

@@ -225,7 +225,7 @@ class FunctionPool:
                              labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: LATEST, LABEL_SANDBOX: sandbox.id},
                              memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.ctx.settings.cores),
                              tmp_mb=fn.ephemeral_storage_mb, code_dir=None if fn.is_image else fn.code_dir,
-                             name=f"rh-{fn.name[:40]}-{sandbox.id}")
+                             opt_dir=self.ctx.opt_dirs.get(fn.name), name=f"rh-{fn.name[:40]}-{sandbox.id}")
 
     # --- freezing -------------------------------------------------------------
     def _freeze(self, sandbox: Sandbox) -> None:

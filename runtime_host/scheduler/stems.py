@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from runtime_host.backend.interface import LABEL_STEM, BackendError, Container, ContainerSpec, ExitInfo
 from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, vcpus_for_memory
+from runtime_host.core.environment import uses_exec_wrapper
 from runtime_host.core.protocol import RUNTIME_API_PORT
 from runtime_host.core.states import StemEvent, StemLife, StemState
 from runtime_host.scheduler.context import SchedulerContext
@@ -96,7 +97,9 @@ class StemCells:
         self._filling: set[StemKey] = set()
 
     def key_of(self, fn: FunctionConfig) -> StemKey | None:
-        if self.per_key <= 0 or fn.is_image:
+        # A wrapper script must start the runtime's interpreter itself: a stem
+        # has it running already, so such functions start their own container.
+        if self.per_key <= 0 or fn.is_image or uses_exec_wrapper(fn):
             return None
         return (IMAGE_OF_RUNTIME[fn.runtime], fn.memory_mb, fn.ephemeral_storage_mb)
 
@@ -194,7 +197,7 @@ class StemCells:
 
     async def specialize(self, stem: Stem, fn: FunctionConfig, env: dict[str, str], command: list[str]) -> None:
         """Gives the stem the function's code, environment and command."""
-        await self.ctx.backend.place_code(stem.container, fn.code_dir)
+        await self.ctx.backend.place_code(stem.container, fn.code_dir, self.ctx.opt_dirs.get(fn.name))
         answer = {"env": env, "command": command}
         if stem.container.output_path is not None:
             answer["output"] = stem.container.output_path

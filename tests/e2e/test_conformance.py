@@ -42,9 +42,12 @@ BROKEN = {
                         "write only under /tmp"),
 }
 
-# Timings depend on the machine's load, not on the runtime: an init over 1 s at 128 MB
-# (a python3.11 cold start takes about that long at 128/1769 of a core) is a warning.
-TIMING_WARNING = ("lives-within-sandbox", "init took")
+# Timings depend on the machine's load, not on the runtime, and are warnings: an init
+# over 1 s at 128 MB (a python3.11 cold start takes about that long at 128/1769 of a
+# core), and a 5.9 MB event answered after more than the function's timeout at that
+# CPU share (this test runs four conformance runs at once on two cores).
+TIMING_WARNINGS = {"lives-within-sandbox": "init took",
+                   "headers-and-payloads": "longer than the function's 3 s timeout"}
 
 # Genuine findings about our own runtimes, reported rather than hidden: the scenario
 # must fail exactly so (or pass, once the runtime is fixed). None left: hello-shell's
@@ -122,7 +125,7 @@ def others(run: CliRun, name: str) -> list[dict]:
 def unexpected(scenarios: list[dict]) -> list[dict]:
     """Scenarios that neither passed nor were skipped, timing warnings aside."""
     return [s for s in scenarios if s["verdict"] not in ("pass", "skip")
-            and not (s["verdict"] == "warn" and s["name"] == TIMING_WARNING[0] and TIMING_WARNING[1] in s["seen"])]
+            and not (s["verdict"] == "warn" and TIMING_WARNINGS.get(s["name"], "\0") in s["seen"])]
 
 
 @pytest.mark.parametrize("bootstrap", sorted(BROKEN))

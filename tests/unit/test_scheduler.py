@@ -247,3 +247,37 @@ async def test_every_invocation_is_recorded_in_the_ledger_with_its_outcome():
     assert records[ok.request_id].outcome == "success" and records[ok.request_id].cold
     assert records[failed.request_id].outcome == "function_error"
     assert records[failed.request_id].error_type == "Function.Boom"
+
+
+# --- layers ----------------------------------------------------------------------------------
+def layered_function(tmp_path, **fields):
+    layer = tmp_path / "layer"
+    (layer / "python").mkdir(parents=True)
+    (layer / "python" / "helper.py").write_text("X = 1\n")
+    return function(layers=(layer,), **fields)
+
+
+async def test_a_sandbox_sees_its_functions_layers_at_opt(tmp_path):
+    async with fake_host(layered_function(tmp_path)) as host:
+        await invoke(host, {"echo": 1})
+        process = host.runtime.started[-1]
+        assert (process.opt_dir / "python" / "helper.py").read_text() == "X = 1\n"
+
+
+async def test_a_stem_cell_is_given_the_functions_layers_with_its_code(tmp_path):
+    async with fake_host(layered_function(tmp_path), stem_cells=1) as host:
+        await settle(host, until=lambda: host.scheduler.stems.ready_count() == 1)
+        await invoke(host, {"echo": 1})
+        stem_process = host.runtime.started[0]
+        assert (stem_process.opt_dir / "python" / "helper.py").exists()
+        assert calls_of(host, "place_code")
+
+
+async def test_a_function_with_an_exec_wrapper_starts_its_own_container_not_a_stem():
+    fn = function(environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"})
+    async with fake_host(fn, stem_cells=1) as host:
+        assert host.scheduler.stems.key_of(fn) is None
+        await invoke(host, {"echo": 1})
+        process = host.runtime.started[-1]
+        assert process.spec.command[:2] == ["/opt/wrapper", "/usr/bin/python3"]
+        assert calls_of(host, "place_code") == []

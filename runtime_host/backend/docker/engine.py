@@ -70,6 +70,7 @@ class EngineSpec:
     name: str | None = None
     entrypoint: list[str] | None = None
     io_dir: Path | None = None         # mounted read-only at /var/runtime-host (the output FIFO)
+    opt_dir: Path | None = None        # mounted read-only at /opt (layers)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ class DockerEngine:
         mounts = []
         if spec.code_dir is not None:
             mounts.append(docker.types.Mount("/var/task", str(spec.code_dir), type="bind", read_only=True))
+        if spec.opt_dir is not None:
+            mounts.append(docker.types.Mount("/opt", str(spec.opt_dir), type="bind", read_only=True))
         if spec.io_dir is not None:
             mounts.append(docker.types.Mount(OUTPUT_CHANNEL_DIR, str(spec.io_dir), type="bind", read_only=True))
         host_config = self.api.create_host_config(
