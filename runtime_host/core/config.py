@@ -40,7 +40,7 @@ EPHEMERAL_STORAGE_MB_RANGE = (512, 10240)
 DEFAULT_RESERVED_CONCURRENCY = 10
 MAX_RESERVED_CONCURRENCY = 1000
 MAX_ENVIRONMENT_BYTES = 4096          # spec §4.1: 4 KB for all customer variables
-MAX_LAYERS = 5                        # spec §4 (/opt): a function may use at most five layers
+MAX_LAYERS = 5                        # spec §4.2 (/opt): a function may use at most five layers
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # spec §4.1: variables the platform sets; a function may not override them.

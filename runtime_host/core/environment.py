@@ -17,7 +17,7 @@ EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
 
 # How our images start each managed runtime's interpreter: what a wrapper
 # script (AWS_LAMBDA_EXEC_WRAPPER) is handed, as Lambda hands it "the
-# interpreter path and all original arguments" (spec §4.4).
+# interpreter path and all original arguments" (docs/spec-additions.md §2).
 INTERPRETER_COMMAND = {
     "python3.11": ["/usr/bin/python3", "-u", "/var/runtime/runtime_client.py"],
     "nodejs18.x": ["/usr/bin/node", "/var/runtime/runtime.js"],
@@ -25,7 +25,7 @@ INTERPRETER_COMMAND = {
 
 
 def node_path(fn: FunctionConfig) -> str:
-    """Lambda's NODE_PATH for a Node runtime: the layers' node_modules first (spec §4.4)."""
+    """Lambda's NODE_PATH for a Node runtime: the layers' node_modules first (docs/spec-additions.md §1)."""
     major = fn.runtime.removeprefix("nodejs").removesuffix(".x")
     return (f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:"
             "/var/runtime:/var/task")
@@ -71,7 +71,7 @@ def runtime_command(fn: FunctionConfig) -> list[str] | None:
     """What a sandbox of our images runs (None: an image function's own entrypoint and CMD)."""
     if fn.is_image:
         return [fn.handler] if fn.handler else None
-    if fn.is_custom_runtime:                   # wrapper scripts are not for OS-only runtimes (spec §4.4)
+    if fn.is_custom_runtime:                   # wrapper scripts are not for OS-only runtimes (docs/spec-additions.md §2)
         return [fn.bootstrap]
     wrapper = fn.environment.get(EXEC_WRAPPER)
     if wrapper:

@@ -2,7 +2,7 @@
 
 Owns: extracting layers (folders and .zip files) in order into one tree,
 later layers winning where two hold the same path, as Lambda extracts them
-(spec §4: /opt); zip members keep their Unix permissions (a bootstrap or a
+(spec §4.2: /opt; docs/spec-additions.md §1); zip members keep their Unix permissions (a bootstrap or a
 tool in `bin/` stays executable); each tree is built once, in a folder named
 by a hash of its inputs (paths, sizes, modification times), and reused by
 every sandbox and host that needs the same layers.

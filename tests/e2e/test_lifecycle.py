@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import threading
+import urllib.request
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -222,6 +223,12 @@ def test_init_over_its_limit_fails_cleanly(functions_dir, tmp_path):
 
 
 # --- host shutdown ----------------------------------------------------------------------
+def sandboxes_of(host) -> list[dict]:
+    """What `runtime-host ps` reads: the host's sandboxes and their states."""
+    with urllib.request.urlopen(f"{host.endpoint}/runtime-host/sandboxes", timeout=5) as resp:
+        return json.loads(resp.read())["sandboxes"]
+
+
 def test_sigterm_lets_in_flight_invocations_finish_refuses_new_ones_and_removes_everything(functions_dir, tmp_path):
     extra = start_host(functions_dir, tmp_path / "drain")
     client = client_for(extra.endpoint)
@@ -230,7 +237,11 @@ def test_sigterm_lets_in_flight_invocations_finish_refuses_new_ones_and_removes_
     t = threading.Thread(target=lambda: result.update(
         zip(("resp", "body"), invoke(client, "py-probe", {"action": "sleep", "seconds": 2}))))
     t.start()
-    time.sleep(0.8)
+    # SIGTERM once the probe's invocation is in flight (its sandbox BUSY), however long its cold start takes.
+    deadline = time.monotonic() + 60
+    while not any(row["function"] == "py-probe" and row["state"] == "BUSY" for row in sandboxes_of(extra)):
+        assert time.monotonic() < deadline, "the probe's invocation never started"
+        time.sleep(0.02)
     extra.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     from botocore.exceptions import ClientError, EndpointConnectionError
