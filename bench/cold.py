@@ -17,14 +17,36 @@ from common import BENCH_FUNCTIONS, EVENT_100_BYTES, Caller, Host, invoke_path, 
 from runtime_host.backend.docker import image_builder as images
 
 
-def _functions(reps: int) -> Path:
-    """reps copies of bench-python under other names: each is cold once."""
+def _layer(root: Path) -> Path:
+    """A layer of the usual kind: a Python package (200 small modules) and a tool in bin/."""
+    layer = root / "layer"
+    package = layer / "python" / "benchlib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for i in range(200):
+        (package / f"m{i}.py").write_text(f"VALUE = {i}\n")
+    (layer / "bin").mkdir()
+    (layer / "bin" / "tool").write_text("#!/bin/sh\necho tool\n")
+    (layer / "bin" / "tool").chmod(0o755)
+    return layer
+
+
+def _functions(reps: int, layers: bool = False) -> Path:
+    """reps copies of bench-python under other names: each is cold once;
+    with `layers`, each also has two layers (the one above, and a second folder)."""
     root = Path(tempfile.mkdtemp(prefix="rh-bench-cold-"))
     source = BENCH_FUNCTIONS / "bench-python"
+    if layers:
+        layer = _layer(root)
+        (root / "layer2" / "python").mkdir(parents=True)
+        (root / "layer2" / "python" / "extra.py").write_text("X = 1\n")
     for i in range(reps):
         target = root / f"cold-{i}"
         shutil.copytree(source, target)
-        toml = (target / "function.toml").read_text().replace('name = "bench-python"', f'name = "cold-{i}"')
+        name_line = f'name = "cold-{i}"'
+        if layers:                               # top-level keys go before the [environment] table
+            name_line += f'\nlayers = ["{layer}", "{root / "layer2"}"]'
+        toml = (target / "function.toml").read_text().replace('name = "bench-python"', name_line)
         (target / "function.toml").write_text(toml)
     return root
 
@@ -33,8 +55,8 @@ def _host_view(port: int) -> dict:
     return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/runtime-host/sandboxes"))["host"]
 
 
-def ours(reps: int, stem_cells: bool) -> dict:
-    root = _functions(reps)
+def ours(reps: int, stem_cells: bool, layers: bool = False) -> dict:
+    root = _functions(reps, layers)
     samples = []
     try:
         with Host(root, *(() if stem_cells else ("--stem-cells", "0"))) as host:
@@ -69,6 +91,7 @@ def run(n: int = 10, warmup: int = 0) -> dict:
     return {
         "ours_stem_cells": ours(reps, stem_cells=True),
         "ours_no_stem_cells": ours(reps, stem_cells=False),
+        "ours_stem_cells_two_layers": ours(reps, stem_cells=True, layers=True),
         "floor_docker_run_host_network": docker_run_floor(reps, "host"),
         "floor_docker_run_bridge": docker_run_floor(reps, "bridge"),
     }

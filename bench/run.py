@@ -87,6 +87,7 @@ def report(r: dict) -> list[str]:
         print(row("floor: docker run --rm, bridge", c["floor_docker_run_bridge"], ref))
         print(row("ours, stem cells (default)", c["ours_stem_cells"], ref))
         print(row("ours, no stem cells (container started)", c["ours_no_stem_cells"], ref))
+        print(row("ours, stem cells, function with 2 layers", c["ours_stem_cells_two_layers"], ref))
         if ref:
             targets.append(f"cold start p50 {c['ours_stem_cells']['p50'] / ref:.2f}x RIE's (target <= 0.5)")
     if "throughput" in r:

@@ -39,7 +39,8 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert all(s["invocations_per_s"] > 0 for s in rie["throughput"].values())
     assert rie["one_container_concurrent"]["callers"] == 2
     cold = figures["cold"]
-    for key in ("ours_stem_cells", "ours_no_stem_cells", "floor_docker_run_host_network", "floor_docker_run_bridge"):
+    for key in ("ours_stem_cells", "ours_no_stem_cells", "ours_stem_cells_two_layers", "floor_docker_run_host_network",
+                "floor_docker_run_bridge"):
         assert ordered(cold[key])
     for key in ("ours_1", "ours_4"):
         assert figures["throughput"][key]["invocations_per_s"] > 0 and figures["throughput"][key]["failed"] == 0

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import threading
-import urllib.request
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,14 +138,19 @@ def test_burst_starts_n_sandboxes_then_all_freeze_and_the_next_burst_reuses_them
 
 def test_most_recently_used_sandbox_is_picked_first(host):
     client = client_for(host.endpoint)
-    # Three side by side, ending at different times: the 0.9 s one is released last.
+    # Three side by side, ending at different times (which one ends last also depends on
+    # which got the cold start): the one released last is the one idle the shortest.
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda s: invoke(client, "py-provisioned", {"action": "sleep", "seconds": s}),
                                 (0.3, 0.6, 0.9)))
     hostnames = [body["hostname"] for _, body in results]
     assert len(set(hostnames)) == 3
+    rows = [r for r in sandboxes(host, "py-provisioned") if r["container"] in hostnames]
+    assert len(rows) == 3
+    released_last = min(rows, key=lambda r: r["idle_s"])
+    assert sorted(r["idle_s"] for r in rows)[1] > released_last["idle_s"], rows   # told apart (0.1 s steps)
     _, body = invoke(client, "py-provisioned", {})
-    assert body["hostname"] == hostnames[2]
+    assert body["hostname"] == released_last["container"]
 
 
 # --- provisioned concurrency ----------------------------------------------------------
@@ -223,12 +227,6 @@ def test_init_over_its_limit_fails_cleanly(functions_dir, tmp_path):
 
 
 # --- host shutdown ----------------------------------------------------------------------
-def sandboxes_of(host) -> list[dict]:
-    """What `runtime-host ps` reads: the host's sandboxes and their states."""
-    with urllib.request.urlopen(f"{host.endpoint}/runtime-host/sandboxes", timeout=5) as resp:
-        return json.loads(resp.read())["sandboxes"]
-
-
 def test_sigterm_lets_in_flight_invocations_finish_refuses_new_ones_and_removes_everything(functions_dir, tmp_path):
     extra = start_host(functions_dir, tmp_path / "drain")
     client = client_for(extra.endpoint)
@@ -239,7 +237,7 @@ def test_sigterm_lets_in_flight_invocations_finish_refuses_new_ones_and_removes_
     t.start()
     # SIGTERM once the probe's invocation is in flight (its sandbox BUSY), however long its cold start takes.
     deadline = time.monotonic() + 60
-    while not any(row["function"] == "py-probe" and row["state"] == "BUSY" for row in sandboxes_of(extra)):
+    while not any(row["state"] == "BUSY" for row in sandboxes(extra, "py-probe")):
         assert time.monotonic() < deadline, "the probe's invocation never started"
         time.sleep(0.02)
     extra.proc.send_signal(signal.SIGTERM)
