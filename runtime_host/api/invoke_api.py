@@ -184,6 +184,9 @@ class InvokeApi:
         except (ValueError, UnicodeDecodeError) as exc:
             return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
                              f"Could not parse request body into json: {exc}")
+        except RecursionError:
+            return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
+                             "Could not parse request body into json: nested too deeply")
         client_context = None
         raw_context = request.headers.get(H_CALLER_CLIENT_CONTEXT)
         if raw_context and invocation_type == "RequestResponse":

@@ -198,6 +198,11 @@ class RuntimeApi:
         finally:
             call["done_epoch_ms"] = time.time() * 1000
         call["status"] = reply.status
+        if reply.status >= 400:
+            try:
+                call["error_type"] = json.loads(reply.body).get("errorType")
+            except (ValueError, AttributeError):
+                call["error_type"] = None
         call["response_headers"] = {**({"Content-Type": reply.content_type} if reply.content_type else {}),
                                     **reply.headers}
         return reply
@@ -217,7 +222,9 @@ class RuntimeApi:
             inv = await sandbox.next_invocation()
         except IllegalTransition as exc:
             return _refused(exc, "Ready")
-        except SandboxGone:
+        except SandboxGone as gone:
+            if request.observed is not None:     # conformance tells a runtime's two polls from a dead sandbox
+                request.observed["ended_by"] = "another GET next" if gone.replaced else "sandbox gone"
             return _error(500, ERR_INTERNAL, "Internal Server Error")
         headers = {
             H_REQUEST_ID: inv.request_id,

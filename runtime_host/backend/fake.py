@@ -172,7 +172,12 @@ class FakeBackend:
         return container.backend_state.frozen
 
     def memory_peak_bytes(self, container: Container) -> int | None:
-        return container.backend_state.memory_peak_bytes
+        """As a cgroup's: gone with the container's exit."""
+        state: _Fake = container.backend_state
+        return None if state.exit_info is not None else state.memory_peak_bytes
+
+    def set_memory_peak(self, container: Container, peak_bytes: int) -> None:
+        container.backend_state.memory_peak_bytes = peak_bytes
 
     def memory_now_bytes(self, container: Container) -> int | None:
         return container.backend_state.memory_peak_bytes

@@ -91,6 +91,24 @@ class ProtocolObserver:
         return [c for c in self.of(function) if c["method"] == "POST"
                 and (c["path"] == INIT_ERROR_PATH or (RESULT_PATH.match(c["path"]) or {"kind": ""})["kind"] == "error")]
 
+    def refused(self, function: str) -> list[dict]:
+        """Calls the Runtime API refused (4xx/5xx) that no other scenario judges:
+        not results (answers-its-id judges those), not unknown paths or
+        methods (asks-for-work), not a poll ended because its sandbox was
+        removed, not calls of a runtime after its own init/error."""
+        out, after_init_error = [], set()
+        for c in self.of(function):
+            if c["status"] is None or c["status"] < 400 or c["status"] in (404, 405):
+                if c["method"] == "POST" and c["path"] == INIT_ERROR_PATH and c["status"] == 202:
+                    after_init_error.add(c["sandbox"])
+                continue
+            if RESULT_PATH.match(c["path"]) or c.get("ended_by") == "sandbox gone" or c["sandbox"] in after_init_error:
+                continue
+            if c["path"].startswith(HOST_OWN_PREFIX):
+                continue
+            out.append(c)
+        return out
+
     def strays(self, function: str) -> list[dict]:
         """Calls the Runtime API has no route for (404) or not with that method (405)."""
         return [c for c in self.of(function) if c["status"] in (404, 405)

@@ -664,3 +664,25 @@ async def user_events(ctx: Context) -> Verdict:
     if fails:
         return "fail", "; ".join(fails), hint
     return "pass", "; ".join(seen), None
+
+
+# --- every refusal accounted for ------------------------------------------------------------------
+@scenario("no-refused-calls",
+          expected="every Runtime API call accepted, except those a scenario provoked (results and paths are "
+                   "judged by answers-its-id and asks-for-work)",
+          hint="a refused call is one Lambda refuses too: e.g. two GET next at once (the first is answered 500), "
+               "GET next after init/error (403); make each call only when the protocol allows it, and never "
+               "ignore a refusal",
+          after_others=True)
+async def no_refused_calls(ctx: Context) -> Verdict:
+    refused = []
+    for variant, fn in ctx.variants.items():
+        for call in ctx.observer.refused(fn.name):
+            why = f", ended by {call['ended_by']}" if call.get("ended_by") else ""
+            error_type = f" {call['error_type']}" if call.get("error_type") else ""
+            refused.append(f"{call['method']} {call['path']} -> {call['status']}{error_type}{why} ({variant} run)")
+    if refused:
+        shown = "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else "")
+        return "fail", f"{len(refused)} refused call(s): {shown}", None
+    calls = sum(len(ctx.observer.of(fn.name)) for fn in ctx.variants.values())
+    return "pass", f"all {calls} Runtime API calls accepted or judged by their own scenario", None

@@ -58,7 +58,13 @@ class InvalidRequestId(Exception):
 
 
 class SandboxGone(Exception):
-    """The sandbox died or was shut down while its runtime waited in GET next."""
+    """The runtime's GET next ends without an event: its sandbox died or was
+    shut down (`replaced` False), or the runtime opened another GET next while
+    this one waited (`replaced` True: two polls at once, a runtime's bug)."""
+
+    def __init__(self, sandbox_id: str, replaced: bool = False):
+        super().__init__(sandbox_id)
+        self.replaced = replaced
 
 
 class InitFailed(Exception):
@@ -137,6 +143,7 @@ class Sandbox:
             self.init_started_at = max(self.init_started_at, started)
         if self.ready_at is not None:
             self.init_duration_ms = max(0.0, (self.ready_at - self.init_started_at) * 1000)
+        self.read_memory_peak()             # a first figure, should it exit before any other read
 
     # --- Runtime API: GET next ---------------------------------------------
     async def next_invocation(self) -> Invocation:
@@ -158,7 +165,7 @@ class Sandbox:
         if self._waiter is not None and not self._waiter.done():
             # The runtime asked again while a poll was open (it reconnected):
             # the old poll is void, and answered as a gone sandbox would be.
-            self._waiter.set_exception(SandboxGone(self.id))
+            self._waiter.set_exception(SandboxGone(self.id, replaced=True))
             self._waiter.exception()
         self._waiter = asyncio.get_running_loop().create_future()
         inv = await self._waiter

@@ -27,6 +27,10 @@ from runtime_host.scheduler.stems import StemCells
 log = logging.getLogger("runtime_host.scheduler")
 
 REAP_INTERVAL_S = 1.0
+# A container's memory figures go with its cgroup when it exits, so the peak of
+# a runtime that is initializing or running is read this often: a runtime
+# that dies then is reported with what it used, not with its memory size.
+MEMORY_SAMPLE_S = 0.1
 
 
 def _mb(n: int | None) -> float | None:
@@ -40,6 +44,7 @@ class Scheduler:
         self.stems = ctx.stems = StemCells(ctx, self.functions, ctx.settings.stem_cells)
         self.pools = {name: FunctionPool(ctx, fn) for name, fn in self.functions.items()}
         self._reaper: asyncio.Task | None = None
+        self._sampler: asyncio.Task | None = None
 
     def images_needed(self) -> list[str]:
         """Our image names the functions need (image functions bring their own)."""
@@ -50,6 +55,7 @@ class Scheduler:
         self.ctx.backend.watch_exits(self.ctx.registry.on_exit)
         await asyncio.gather(*(pool.provision() for pool in self.pools.values()))
         self._reaper = asyncio.create_task(self._reap_forever())
+        self._sampler = asyncio.create_task(self._sample_memory_forever())
         self.stems.fill_all()
 
     async def _reap_forever(self) -> None:
@@ -58,6 +64,15 @@ class Scheduler:
             now = time.monotonic()
             for pool in self.pools.values():
                 pool.reap_idle(now)
+
+    async def _sample_memory_forever(self) -> None:
+        sampled = (SandboxState.INITIALIZING, SandboxState.BUSY)
+        while True:
+            await asyncio.sleep(MEMORY_SAMPLE_S)
+            for pool in self.pools.values():
+                for sandbox in pool.sandboxes.values():
+                    if sandbox.state in sampled:
+                        sandbox.read_memory_peak()
 
     # --- invoking -----------------------------------------------------------------
     def new_invocation(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
@@ -95,8 +110,9 @@ class Scheduler:
         if self.ctx.stopping:
             return
         self.ctx.stopping = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._sampler):
+            if task is not None:
+                task.cancel()
         in_flight = [inv for pool in self.pools.values() for inv in pool.in_flight()]
         timeout_s = self.ctx.settings.drain_timeout_s
         if in_flight:

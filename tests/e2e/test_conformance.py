@@ -38,6 +38,8 @@ BROKEN = {
     "ignores-sigterm": ("shuts-down", "ignores SIGTERM (SIG_IGN)", "do not ignore SIGTERM"),
     "sigterm-trap-blocked": ("shuts-down", "handles SIGTERM but was still running 2 s after it",
                              "end the process from the SIGTERM handler"),
+    "polls-twice": ("no-refused-calls", "GET /2018-06-01/runtime/invocation/next -> 500 InternalServerError, "
+                    "ended by another GET next", "two GET next at once"),
     "writes-var-task": ("lives-within-sandbox", "cannot create /var/task/runtime.pid: Read-only file system",
                         "write only under /tmp"),
 }
@@ -103,6 +105,7 @@ def runs(docker_engine, awslambdaric_function, events_mismatch, tmp_path_factory
         "hello-shell": (conformance, "examples/hello-shell", "--json"),
         "awslambdaric": (conformance, str(awslambdaric_function), "--json"),
         "minimal": (conformance, str(FIXTURES / "good" / "minimal"), "--json"),
+        "aws-tutorial": (conformance, str(FIXTURES / "aws-tutorial"), "--json"),
         "with-events": (conformance, str(FIXTURES / "with-events"), "--json"),
         "mismatch": (conformance, str(events_mismatch), "--json", "--junit", str(junit),
                      "--skip", "survives-freeze,shuts-down", "--skip", "lives-within-sandbox"),

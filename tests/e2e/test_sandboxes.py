@@ -156,9 +156,13 @@ def test_runtime_exiting_during_init_is_exit_error(lambda_client):
     assert resp["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Runtime.ExitError"
     assert body["errorMessage"].endswith("Error: Runtime exited with error: exit status 3")
-    # and again: every invocation gets a fresh sandbox, none is reused
-    resp, body = invoke(lambda_client, "sh-exit-init", {})
+    # and again: every invocation gets a fresh sandbox, none is reused; its REPORT says what
+    # the runtime used before it exited (a few MB), not the memory size (128 MB)
+    resp, body = invoke(lambda_client, "sh-exit-init", {}, LogType="Tail")
     assert body["errorType"] == "Runtime.ExitError"
+    report = base64.b64decode(resp["LogResult"]).decode().splitlines()[-1]
+    used_mb = int(report.split("Max Memory Used: ")[1].split(" MB")[0])
+    assert 0 < used_mb < 64, report
 
 
 def test_response_over_the_limit_is_response_size_too_large(lambda_client):

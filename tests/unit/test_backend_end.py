@@ -70,3 +70,61 @@ def test_waiting_ends_do_not_hold_executor_threads():
     asyncio.run(ends_and_another_call())
     assert seen["most"] == 1 and len(seen["order"]) == 20
     backend._pool.shutdown()
+
+
+def test_an_engine_that_does_not_answer_is_a_backend_error_naming_it():
+    import pytest
+    import requests.exceptions
+
+    from runtime_host.backend.interface import BackendError
+
+    engine = object.__new__(DockerEngine)                # no Docker engine: only run()'s translation is under test
+    engine._pool = ThreadPoolExecutor(max_workers=1)
+
+    def refused() -> None:
+        raise requests.exceptions.ConnectionError("Connection refused: /var/run/docker.sock")
+
+    with pytest.raises(BackendError, match="the Docker engine did not answer .*scripts/ensure-docker"):
+        asyncio.run(engine.run(refused))
+
+
+def test_exits_are_still_heard_after_the_engines_event_stream_breaks(monkeypatch):
+    """dockerd restarting ends the event stream: the engine subscribes again,
+    from the last event's second, and the exit that came meanwhile is heard."""
+    import runtime_host.backend.docker.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "EVENTS_RESUBSCRIBE_S", 0.01)
+    engine = object.__new__(DockerEngine)
+    engine.host_id, engine._closing, engine._events = "h", False, None
+    subscriptions = []
+
+    def die(cid: str, code: int, t: int) -> dict:
+        return {"id": cid, "Action": "die", "time": t, "Actor": {"Attributes": {"exitCode": str(code)}}}
+
+    class FakeApi:
+        def events(self, decode, filters, since):
+            subscriptions.append(since)
+            if len(subscriptions) == 1:
+                def first():
+                    yield die("c1", 3, 100)
+                    raise ConnectionError("dockerd went away")
+                return first()
+            if len(subscriptions) == 2:
+                return iter([die("c2", 137, 101)])
+            engine._closing = True
+            return iter([])
+
+    engine.api = FakeApi()
+
+    async def watch() -> list:
+        heard = []
+        engine.watch_exits(asyncio.get_running_loop(), lambda cid, code, oom: heard.append((cid, code, oom)))
+        for _ in range(200):
+            if len(heard) == 2:
+                break
+            await asyncio.sleep(0.01)
+        engine._closing = True
+        return heard
+
+    assert asyncio.run(watch()) == [("c1", 3, False), ("c2", 137, False)]
+    assert subscriptions[:2] == [None, 100]

@@ -79,3 +79,10 @@ async def test_an_engine_that_cannot_create_containers_is_a_service_exception_na
         async with http.post(f"{BASE}/fn/invocations", data=b"{}") as r:
             assert r.status == 500 and r.headers["x-amzn-ErrorType"] == "ServiceException"
             assert "cannot reach the Docker engine" in (await r.json())["message"]
+
+
+async def test_a_deeply_nested_payload_is_invalid_request_content_not_a_server_error():
+    async with invoke_api(function()) as (_, http):
+        async with http.post(f"{BASE}/fn/invocations", data=b"[" * 100_000) as r:
+            assert r.status == 400 and r.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+            assert "nested too deeply" in (await r.json())["message"]

@@ -281,3 +281,20 @@ async def test_a_function_with_an_exec_wrapper_starts_its_own_container_not_a_st
         process = host.runtime.started[-1]
         assert process.spec.command[:2] == ["/opt/wrapper", "/usr/bin/python3"]
         assert calls_of(host, "place_code") == []
+
+
+# --- Max Memory Used ---------------------------------------------------------------------------
+async def test_a_runtime_that_dies_during_init_is_reported_with_what_it_used_not_its_memory_size():
+    fake_holder = {}
+
+    async def grows_then_exits(process):
+        fake_holder["backend"].set_memory_peak(process.container, 23 * 2**20)
+        await asyncio.sleep(0.3)                  # long enough to be sampled, as a slow init would be
+        return 2
+
+    async with fake_host(function(memory_mb=256), program=grows_then_exits) as host:
+        fake_holder["backend"] = host.fake
+        inv, outcome, _ = await invoke(host, {"echo": 1})
+        assert outcome.error_type == RUNTIME_EXIT_ERROR
+        await inv.reported
+        assert "Max Memory Used: 23 MB" in inv.report, inv.report

@@ -23,6 +23,7 @@ from typing import Callable
 import docker
 import docker.errors
 import psutil
+import requests.exceptions
 
 from runtime_host.backend.interface import OUTPUT_CHANNEL_DIR, BackendError
 
@@ -40,6 +41,7 @@ NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
 DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
 END_WAIT_S = 10              # how long end() waits for a SIGKILLed container to stop
 END_PAUSE_S = 0.005          # between two containers' ends (see end())
+EVENTS_RESUBSCRIBE_S = 0.5   # after the event stream breaks, before subscribing again
 CFS_PERIOD_US = 100_000
 MIN_CFS_QUOTA_US = 1_000     # the kernel's floor
 SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
@@ -107,12 +109,21 @@ class DockerEngine:
         self._pool = ThreadPoolExecutor(max_workers=DOCKER_THREADS, thread_name_prefix="docker")
         self._events = None
         self._events_thread: threading.Thread | None = None
+        self._closing = False
         self._ending = asyncio.Lock()                # see end()
 
     async def run(self, fn: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """fn(*args) on this engine's threads. An engine that does not answer
+        (stopped, restarting) is a BackendError naming it, never a bare
+        ConnectionError: callers hold no sandbox for a call that failed."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except requests.exceptions.RequestException as exc:
+            raise BackendError(f"the Docker engine did not answer ({type(exc).__name__}: {exc}); is dockerd "
+                               "running? scripts/ensure-docker starts it") from None
 
     def close(self) -> None:
+        self._closing = True
         if self._events is not None:
             self._events.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -292,25 +303,37 @@ class DockerEngine:
                     on_exit: Callable[[str, int, bool], None]) -> None:
         """Calls on_exit(container_id, exit_code, oom) on the loop when one of
         this host's containers dies. One thread for all containers, fed by the
-        Engine's event stream, so an exit is seen within milliseconds."""
-        self._events = self.api.events(decode=True, filters={
-            "type": "container", "event": ["die", "oom"], "label": f"{LABEL_HOST}={self.host_id}"})
-        events = self._events
+        Engine's event stream, so an exit is seen within milliseconds. When
+        the stream breaks (dockerd restarted) it subscribes again, from the
+        second of the last event it saw, until close(): exits during the gap
+        are delivered then (an exit heard twice is harmless: a dead sandbox
+        ignores the second)."""
+        filters = {"type": "container", "event": ["die", "oom"], "label": f"{LABEL_HOST}={self.host_id}"}
         oom: set[str] = set()
 
         def pump() -> None:
-            try:
-                for ev in events:
-                    cid = ev.get("id") or ev.get("Actor", {}).get("ID", "")
-                    if ev.get("status") == "oom" or ev.get("Action") == "oom":
-                        oom.add(cid)
-                        continue
-                    code = int(ev.get("Actor", {}).get("Attributes", {}).get("exitCode", -1))
-                    loop.call_soon_threadsafe(on_exit, cid, code, cid in oom)
-                    oom.discard(cid)
-            except Exception as exc:          # the stream ends when close() is called
-                if not loop.is_closed():
-                    log.debug("docker event stream ended: %s", exc)
+            since = None
+            while not self._closing:
+                try:
+                    self._events = self.api.events(decode=True, filters=filters, since=since)
+                    for ev in self._events:
+                        since = ev.get("time", since)
+                        cid = ev.get("id") or ev.get("Actor", {}).get("ID", "")
+                        if ev.get("status") == "oom" or ev.get("Action") == "oom":
+                            oom.add(cid)
+                            continue
+                        code = int(ev.get("Actor", {}).get("Attributes", {}).get("exitCode", -1))
+                        if loop.is_closed():
+                            return
+                        loop.call_soon_threadsafe(on_exit, cid, code, cid in oom)
+                        oom.discard(cid)
+                except Exception as exc:          # the engine went away, or close() ended the stream
+                    if self._closing or loop.is_closed():
+                        return
+                    log.warning("the Docker engine's event stream broke (%s); subscribing again", exc)
+                if since is None:
+                    since = int(time.time())
+                time.sleep(EVENTS_RESUBSCRIBE_S)
 
         self._events_thread = threading.Thread(target=pump, name="docker-events", daemon=True)
         self._events_thread.start()
