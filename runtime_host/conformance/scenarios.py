@@ -670,9 +670,9 @@ async def user_events(ctx: Context) -> Verdict:
 @scenario("no-refused-calls",
           expected="every Runtime API call accepted, except those a scenario provoked (results and paths are "
                    "judged by answers-its-id and asks-for-work)",
-          hint="a refused call is one Lambda refuses too: e.g. two GET next at once (the first is answered 500), "
-               "GET next after init/error (403); make each call only when the protocol allows it, and never "
-               "ignore a refusal",
+          hint="a refused call is one Lambda refuses too (e.g. init/error once init is over, GET next after "
+               "init/error: 403 InvalidStateTransition); make each call only when the protocol allows it, and "
+               "never ignore a refusal",
           after_others=True)
 async def no_refused_calls(ctx: Context) -> Verdict:
     refused = []

@@ -38,9 +38,9 @@ BROKEN = {
     "ignores-sigterm": ("shuts-down", "ignores SIGTERM (SIG_IGN)", "do not ignore SIGTERM"),
     "sigterm-trap-blocked": ("shuts-down", "handles SIGTERM but was still running 2 s after it",
                              "end the process from the SIGTERM handler"),
-    "polls-twice": ("no-refused-calls", "GET /2018-06-01/runtime/invocation/next -> 500 InternalServerError, "
-                    "ended by another GET next", "two GET next at once"),
-    "writes-var-task": ("lives-within-sandbox", "cannot create /var/task/runtime.pid: Read-only file system",
+    "late-init-error": ("no-refused-calls", "POST /2018-06-01/runtime/init/error -> 403 InvalidStateTransition",
+                        "never ignore a refusal"),
+    "writes-var-task": ("lives-within-sandbox", "/var/task/runtime.pid: Read-only file system",
                         "write only under /tmp"),
 }
 
@@ -158,6 +158,24 @@ def test_our_runtimes_and_awslambdaric_pass_every_scenario(runs, target):
     assert run.returncode == (1 if any(run.scenario(n)["verdict"] == "fail" for n in known) else 0), run.stderr
 
 
+def test_aws_tutorial_bootstrap_runs_as_on_lambda_and_fails_only_where_lambda_would(runs):
+    """AWS's tutorial runtime, unchanged: `#!/bin/sh` with `set -euo pipefail` and `source` runs
+    because /bin/sh is bash, as on provided.al2023 (with dash it died at line 3, exit status 2)."""
+    run = runs["aws-tutorial"]
+    verdicts = {s["name"]: s["verdict"] for s in run.report["scenarios"]}
+    for name in ("asks-for-work", "answers-its-id", "keeps-serving", "respects-deadline", "survives-freeze",
+                 "shuts-down", "no-refused-calls"):
+        assert verdicts[name] == "pass", run.scenario(name)
+    # Where it breaks on Lambda too: it hands the event to curl as one argument, and Linux takes at
+    # most 128 KiB per argument (MAX_ARG_STRLEN), so a 5.9 MB event ends it with exit status 126;
+    # and it reports no errors (a missing handler just ends it).
+    payloads = run.scenario("headers-and-payloads")
+    assert payloads["verdict"] == "fail" and "exit status 126" in payloads["seen"], payloads
+    assert "not through a command-line argument" in payloads["hint"]
+    assert verdicts["init-failure"] == "warn" and verdicts["error-report"] == "warn"
+    assert run.returncode == 1
+
+
 def test_a_runtime_that_ends_itself_on_sigterm_is_seen_exiting(runs):
     run = runs["sigterm-aware"]
     assert run.returncode == 0, run.stdout + run.stderr
@@ -183,16 +201,16 @@ def test_json_junit_skip_and_exit_status_when_a_scenario_fails(runs):
     assert report["passed"] is False and report["function"] == "with-events-mismatch"
     names = [s["name"] for s in report["scenarios"]]
     assert "shuts-down" not in names and "survives-freeze" not in names and "lives-within-sandbox" not in names
-    assert len(names) == 8
+    assert len(names) == 9            # 12 scenarios, 3 skipped by --skip
     failed = [s for s in report["scenarios"] if s["verdict"] == "fail"]
     assert [s["name"] for s in failed] == ["user-events"]
     assert "events/mismatch: response" in failed[0]["seen"] and "mismatch.expected.json" in failed[0]["seen"]
-    assert report["counts"]["fail"] == 1 and sum(report["counts"].values()) == 8
+    assert report["counts"]["fail"] == 1 and sum(report["counts"].values()) == 9
     for s in report["scenarios"]:
         assert set(s) == {"name", "verdict", "expected", "seen", "hint", "duration_s"}
 
     suite = ET.parse(run.junit).getroot().find("testsuite")
-    assert suite.get("tests") == "8" and suite.get("failures") == "1"
+    assert suite.get("tests") == "9" and suite.get("failures") == "1"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert set(cases) == set(names)
     failure = cases["user-events"].find("failure")
