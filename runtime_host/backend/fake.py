@@ -150,10 +150,9 @@ class FakeBackend:
         sock = container.backend_state.listener
         return None if sock is None else "%s:%d" % sock.getsockname()
 
-    async def place_code(self, container: Container, code_dir: Path, opt_dir: Path | None = None) -> None:
+    async def place_code(self, container: Container, code_dir: Path) -> None:
         self.calls.append(("place_code", container.name))
         container.backend_state.process.code_dir = code_dir
-        container.backend_state.process.opt_dir = opt_dir
 
     async def rename(self, container: Container, name: str) -> None:
         container.name = name

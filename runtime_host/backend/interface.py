@@ -21,9 +21,10 @@ The contract, in the order a sandbox meets it:
 - `listen_inside(c, port)`: a listening socket on the container's own
   loopback, for its Runtime API; None where the backend cannot (the
   container then calls `runtime_api_address`).
-- `place_code(c, code_dir, opt_dir)`: the function's code appears at
-  /var/task, and its layers (one folder, already put together) at /opt, of
-  a container created with `ContainerSpec.code_later` (a stem cell).
+- `place_code(c, code_dir)`: the function's code appears at /var/task of
+  a container created with `ContainerSpec.code_later` (a stem cell). Its
+  layers are not placed late: a stem cell is made for one set of layers
+  (`ContainerSpec.opt_dir`), so a cold start links only the code.
 - `freeze(c)` / `thaw(c)`: no CPU at all between invocations, where the
   backend can; `freeze` never waits (a slow pause is started, and `thaw`
   waits for it) and returns False where it cannot freeze at all: the
@@ -71,7 +72,7 @@ class ContainerSpec:
     code_dir: Path | None              # shown read-only at /var/task; None: nothing there (image functions)
     opt_dir: Path | None = None        # shown read-only at /opt: the function's layers, put together
     name: str | None = None            # for people reading the engine's own listing
-    code_later: bool = False           # /var/task and /opt empty until place_code (stem cells)
+    code_later: bool = False           # /var/task empty until place_code (stem cells)
     output_channel: bool = False       # offer a FIFO the runtime may write its output into (Container.output_path)
 
 
@@ -117,7 +118,7 @@ class ContainerBackend(Protocol):
     async def create(self, spec: ContainerSpec) -> Container: ...
     async def start(self, container: Container) -> None: ...
     async def listen_inside(self, container: Container, port: int): ...   # socket.socket | None
-    async def place_code(self, container: Container, code_dir: Path, opt_dir: Path | None = None) -> None: ...
+    async def place_code(self, container: Container, code_dir: Path) -> None: ...
     def freeze(self, container: Container) -> bool: ...
     async def thaw(self, container: Container) -> None: ...
     def memory_peak_bytes(self, container: Container) -> int | None: ...

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime_host.backend.interface import LABEL_STEM, BackendError, Container, ContainerSpec, ExitInfo
@@ -48,7 +49,8 @@ STEM_COMMAND = {
     "provided": ["/var/runtime/stem"],
 }
 
-StemKey = tuple[str, int, int]       # (image name, memory_mb, ephemeral_storage_mb)
+# (image name, memory_mb, ephemeral_storage_mb, the layers' tree shown at /opt or None)
+StemKey = tuple[str, int, int, "Path | None"]
 
 
 class StemRemoved(Exception):
@@ -101,12 +103,15 @@ class StemCells:
         # has it running already, so such functions start their own container.
         if self.per_key <= 0 or fn.is_image or uses_exec_wrapper(fn):
             return None
-        return (IMAGE_OF_RUNTIME[fn.runtime], fn.memory_mb, fn.ephemeral_storage_mb)
+        # Layers are mounted when a stem is made, not linked at the cold start: a
+        # layered function's stems are made for its layers (2 layers of 200 files
+        # cost a cold start 9 ms when linked late).
+        return (IMAGE_OF_RUNTIME[fn.runtime], fn.memory_mb, fn.ephemeral_storage_mb, self.ctx.opt_dirs.get(fn.name))
 
     # --- keeping them stocked -----------------------------------------------------
     def fill_all(self) -> None:
         keys = {self.key_of(fn) for fn in self.functions.values()} - {None}
-        for key in sorted(keys):
+        for key in sorted(keys, key=str):          # None and paths do not compare
             self.fill_soon(key)
 
     def fill_soon(self, key: StemKey) -> None:
@@ -124,7 +129,7 @@ class StemCells:
 
     async def _start(self, key: StemKey, stock: bool = True) -> Stem | None:
         """Starts a stem; `stock` ones wait to be taken, others are the caller's."""
-        image_name, memory_mb, tmp_mb = key
+        image_name, memory_mb, tmp_mb, opt_dir = key
         stem = Stem(key=key, id=uuid.uuid4().hex[:12])
         stem._on_exit = self._exited
         if stock:
@@ -136,7 +141,7 @@ class StemCells:
                  "LANG": "C.UTF-8"},
             labels={LABEL_STEM: image_name}, memory_mb=memory_mb,
             cpus=min(self.ctx.settings.cores, vcpus_for_memory(memory_mb)),
-            tmp_mb=tmp_mb, code_dir=None, name=f"rh-stem-{image_name}-{stem.id}",
+            tmp_mb=tmp_mb, code_dir=None, opt_dir=opt_dir, name=f"rh-stem-{image_name}-{stem.id}",
             code_later=True, output_channel=True)
         try:
             stem.container = await backend.create(spec)
@@ -197,7 +202,7 @@ class StemCells:
 
     async def specialize(self, stem: Stem, fn: FunctionConfig, env: dict[str, str], command: list[str]) -> None:
         """Gives the stem the function's code, environment and command."""
-        await self.ctx.backend.place_code(stem.container, fn.code_dir, self.ctx.opt_dirs.get(fn.name))
+        await self.ctx.backend.place_code(stem.container, fn.code_dir)
         answer = {"env": env, "command": command}
         if stem.container.output_path is not None:
             answer["output"] = stem.container.output_path

@@ -41,7 +41,6 @@ SIGKILL_EXIT_CODE = 128 + 9
 class _Docker:
     """What the Docker backend keeps for one container."""
     task_dir: Path | None = None             # behind /var/task when the code comes later (stem cells)
-    opt_dir: Path | None = None              # behind /opt, likewise
     fifo: OutputFifo | None = None
     reader: asyncio.Task | None = None       # the attach stream's reader
     cgroups: ContainerCgroups | None = None
@@ -136,15 +135,12 @@ class DockerBackend:
         ip = self._free_ips.pop()
         container = Container(id="", address=ip, name=spec.name or "", backend_state=_Docker())
         state: _Docker = container.backend_state
-        code_dir, opt_dir, io_dir = spec.code_dir, spec.opt_dir, None
+        code_dir, io_dir = spec.code_dir, None
         try:
             if spec.code_later:
                 state.task_dir = self.work_dir / uuid.uuid4().hex[:12]
                 state.task_dir.mkdir(parents=True)
                 code_dir = state.task_dir
-                state.opt_dir = state.task_dir.with_name(state.task_dir.name + "-opt")
-                state.opt_dir.mkdir()
-                opt_dir = state.opt_dir
             if spec.output_channel:
                 try:
                     fifo_dir = self.work_dir / (uuid.uuid4().hex[:12] + "-io")
@@ -156,7 +152,7 @@ class DockerBackend:
             labels = {**self.labels, **{LABEL_PREFIX + k: v for k, v in spec.labels.items()}}
             engine_spec = EngineSpec(image=spec.image, command=spec.command, env=spec.env, labels=labels, ip=ip,
                                      memory_mb=spec.memory_mb, cpus=spec.cpus, tmp_mb=spec.tmp_mb,
-                                     code_dir=code_dir, name=spec.name, io_dir=io_dir, opt_dir=opt_dir)
+                                     code_dir=code_dir, name=spec.name, io_dir=io_dir, opt_dir=spec.opt_dir)
             container.id = await self.engine.run(self.engine.create_container, engine_spec, self.network)
             self._containers[container.id] = container
             sock = await self.engine.run(self.engine.attach_output, container.id)
@@ -185,15 +181,12 @@ class DockerBackend:
                             f"loopback ({self.netns.reason}); about 0.1 ms slower per invocation")
         return sock
 
-    async def place_code(self, container: Container, code_dir: Path, opt_dir: Path | None = None) -> None:
+    async def place_code(self, container: Container, code_dir: Path) -> None:
         state: _Docker = container.backend_state
         if state.task_dir is None:
             raise BackendError(f"container {container.name} was not created to take code later")
         # A big code tree takes a while: not on the loop.
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, link_tree, code_dir, state.task_dir)
-        if opt_dir is not None:
-            await loop.run_in_executor(None, link_tree, opt_dir, state.opt_dir)
+        await asyncio.get_running_loop().run_in_executor(None, link_tree, code_dir, state.task_dir)
 
     async def rename(self, container: Container, name: str) -> None:
         container.name = name
@@ -280,10 +273,9 @@ class DockerBackend:
         self._close_cgroups(state)
         self._containers.pop(container.id, None)
         self._free_ips.insert(0, container.address)   # reuse addresses last: late packets hit nobody
-        for folder in (state.task_dir, state.opt_dir):
-            if folder is not None:                # a big code tree takes a while: not on the loop
-                await asyncio.get_running_loop().run_in_executor(
-                    None, functools.partial(shutil.rmtree, folder, ignore_errors=True))
+        if state.task_dir is not None:            # a big code tree takes a while: not on the loop
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(shutil.rmtree, state.task_dir, ignore_errors=True))
 
     @staticmethod
     def _close_cgroups(state: _Docker) -> None:
