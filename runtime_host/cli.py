@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -114,6 +115,10 @@ async def _run(args: argparse.Namespace) -> int:
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
+    # The log is printed from the function's log file, from where it ended
+    # before this run: the host keeps only the last 4 KB of it in memory.
+    log_file = host.log_path(fn.name)
+    log_start = log_file.stat().st_size if log_file.exists() else 0
     try:
         await host.start()
         inv, outcome = await host.invoke(fn, payload or b"{}")
@@ -123,8 +128,11 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_HOST
     finally:
         await host.stop()
-    print("--- log ---")
-    sys.stdout.write(inv.log.decode("utf-8", "replace"))
+    print("--- log ---", flush=True)
+    with open(log_file, "rb") as log:
+        log.seek(log_start)
+        shutil.copyfileobj(log, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
     label = f"function error ({outcome.error_type})" if outcome.is_error else "response"
     print(f"--- {label} ---")
     print(outcome.body.decode("utf-8", "replace"))

@@ -187,6 +187,10 @@ class Host:
         if sandbox.container is not None:
             await self.backend.signal(sandbox.container, signal_name)
 
+    def log_path(self, function_name: str) -> Path:
+        """The file every line of the function's output is appended to."""
+        return self.sink.log_dir / f"{function_name}.log"
+
     def memory_now_bytes(self, sandbox: Sandbox) -> int | None:
         """A sandbox's memory in use now, as its backend measures it (None if it cannot)."""
         return self.backend.memory_now_bytes(sandbox.container) if sandbox.container is not None else None

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from runtime_host.core.protocol import LOG_TAIL_BYTES
 from runtime_host.core.states import InvocationEvent, InvocationLife, InvocationState
 
 
@@ -36,6 +37,16 @@ def platform_error(request_id: str | None, error_type: str, detail: str, status:
     prefix = f"RequestId: {request_id} Error: " if request_id else "Error: "
     body = json.dumps({"errorType": error_type, "errorMessage": prefix + detail}).encode()
     return Outcome(body=body, error_type=error_type, status=status, platform=True)
+
+
+def keep_tail(buffer: bytearray, data: bytes, limit: int = LOG_TAIL_BYTES) -> None:
+    """Appends data to buffer, keeping only its last `limit` bytes."""
+    if len(data) >= limit:
+        buffer[:] = data[-limit:]
+        return
+    buffer += data
+    if len(buffer) > limit:
+        del buffer[:len(buffer) - limit]
 
 
 def new_trace_id() -> str:
@@ -67,7 +78,11 @@ class Invocation:
     cold: bool = False                        # this invocation started its sandbox
     max_memory_used_mb: int | None = None
     failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
+    # The end of its log, at most LOG_TAIL_BYTES: all that X-Amz-Log-Result
+    # carries. The whole log is in the function's log file (store/logs.py);
+    # a function printing 100 MB must not cost the host 100 MB.
     log: bytearray = field(default_factory=bytearray)
+    log_bytes: int = 0                        # how much it printed in all (platform lines included)
 
     answer: Outcome | None = None             # what the caller got, once it has it
     report: str | None = None                 # the REPORT line, once written
@@ -141,4 +156,5 @@ class Invocation:
         """The invocation has ended: the runtime is back in GET next, or it failed (called once)."""
 
     def append_log(self, data: bytes) -> None:
-        self.log += data
+        self.log_bytes += len(data)
+        keep_tail(self.log, data)

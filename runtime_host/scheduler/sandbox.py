@@ -30,7 +30,7 @@ from runtime_host.backend.interface import Container, ContainerBackend, ExitInfo
 from runtime_host.core import logformat
 from runtime_host.core.environment import ON_DEMAND
 from runtime_host.core.exits import describe_exit, exit_error_type
-from runtime_host.core.invocation import Outcome, platform_error
+from runtime_host.core.invocation import Outcome, keep_tail, platform_error
 from runtime_host.scheduler.context import LogWriter
 from runtime_host.scheduler.invocation import LiveInvocation as Invocation
 from runtime_host.core.states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
@@ -227,7 +227,7 @@ class Sandbox:
               and now - self.last_invocation.ended_at < LATE_OUTPUT_S):
             self.last_invocation.append_log(data)
         elif self.invocations_served == 0:
-            self.init_log += data
+            keep_tail(self.init_log, data)          # only a cold start's Tail shows it
         self.log_writer.write(self.function.name, data)
 
     # --- freezing (the pool decides when; the backend does it) ---------------

@@ -15,7 +15,7 @@ from runtime_host.core.protocol import (RUNTIME_EXIT_ERROR, RUNTIME_OUT_OF_MEMOR
                                         SANDBOX_TIMEDOUT)
 from runtime_host.core.states import SandboxState
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
-from tests.unit.fakehost import fake_host, function, invoke, settle
+from tests.unit.fakehost import fake_host, function, invoke, session_from, settle
 
 
 def pool_of(host, name: str = "fn"):
@@ -298,3 +298,28 @@ async def test_a_runtime_that_dies_during_init_is_reported_with_what_it_used_not
         assert outcome.error_type == RUNTIME_EXIT_ERROR
         await inv.reported
         assert "Max Memory Used: 23 MB" in inv.report, inv.report
+
+
+# --- output --------------------------------------------------------------------------------------
+async def test_a_function_printing_megabytes_costs_the_host_only_the_tail_the_whole_goes_to_the_log_file():
+    line = b"x" * 1023 + b"\n"
+
+    async def prints_a_lot(process):
+        async with session_from(process.container.address) as http:
+            base = f"http://{process.runtime_api}/2018-06-01/runtime"
+            async with http.get(f"{base}/invocation/next") as r:
+                request_id = r.headers["Lambda-Runtime-Aws-Request-Id"]
+            for _ in range(10 * 1024):                      # 10 MB, a KB at a time
+                process.output(line)
+            async with http.post(f"{base}/invocation/{request_id}/response", data=b'"done"'):
+                pass
+            await process.sigterm.wait()
+            return 0
+
+    async with fake_host(function(), program=prints_a_lot) as host:
+        inv, outcome, body = await invoke(host, {})
+        await inv.reported
+        assert body == "done"
+        assert len(inv.log) <= 4096 and inv.log_bytes > 10 * 2**20
+        assert inv.log.decode().splitlines()[-1].startswith("REPORT RequestId: ")
+        assert host.log_path("fn").stat().st_size > 10 * 2**20
