@@ -10,8 +10,11 @@ handful of fixed routes and answers of a known shape, so this module drives
 aiohttp's own HTTP parser (llhttp, `aiohttp.http.HttpRequestParser`) from a
 plain asyncio protocol and writes answers as bytes.
 
-Owns: parsing requests, keep-alive, one answer per request in order, and the
-wire format of answers (status line, Date, Content-Type, Content-Length).
+Owns: parsing requests, keep-alive, one answer per request in order, the
+wire format of answers (status line, Date, Content-Type, Content-Length),
+and, where a server is given them, the idle and body-read timeouts (the
+Invoke API has them; the Runtime API must not: a runtime's GET next waits as
+long as no event comes, and a frozen sandbox's connection idles for hours).
 Must not: know either API's routes or rules (runtime_api.py, invoke_api.py
 do); a `serve(request) -> Reply` coroutine is all it calls.
 """
@@ -101,12 +104,17 @@ class Connection(BaseProtocol):
     (a runtime never pipelines, but HTTP/1.1 allows it), by one task that
     lives as long as the connection has work."""
 
-    def __init__(self, serve: Serve, name: str, internal_error: Reply):
+    def __init__(self, serve: Serve, name: str, internal_error: Reply, idle_timeout_s: float | None = None,
+                 body_timeout_s: float | None = None):
         loop = asyncio.get_running_loop()
         super().__init__(loop)
         self._serve = serve
         self._name = name
         self._internal_error = internal_error
+        self._idle_timeout_s = idle_timeout_s        # no request in progress for this long: closed
+        self._body_timeout_s = body_timeout_s        # a request's body stalls this long: closed
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading_body: StreamReader | None = None
         self._parser = HttpRequestParser(self, loop, READ_BUFFER_BYTES, max_line_size=MAX_LINE_BYTES,
                                          max_field_size=MAX_FIELD_BYTES, payload_exception=ConnectionResetError)
         self._pending: deque = deque()
@@ -117,10 +125,41 @@ class Connection(BaseProtocol):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else ""
+        self._arm_timer()
+
+    # --- timeouts (only where the server was given them) -------------------------
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is None:
+            return
+        if self._reading_body is not None and not self._reading_body.is_eof():
+            timeout_s, why = self._body_timeout_s, "body"
+        elif self._worker is None and not self._pending:
+            timeout_s, why = self._idle_timeout_s, "idle"
+        else:
+            return                                  # a request is being answered: the handler's own limits apply
+        if timeout_s is not None:
+            self._timer = self._loop.call_later(timeout_s, self._timed_out, why)
+
+    def _timed_out(self, why: str) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        if why == "body":                           # RFC 9110 §15.5.9: the client took too long to send it
+            self._write(Reply(408, b"408 Request Timeout: the request body stopped arriving\n",
+                              "text/plain; charset=utf-8"), True)
+        else:
+            self.transport.close()
+            self.transport = None
 
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
         self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             self._parser.feed_eof()
         except HttpProcessingError:
@@ -134,16 +173,17 @@ class Connection(BaseProtocol):
         except HttpProcessingError as exc:
             self._write(Reply(400, f"400 Bad Request: {exc.message}\n".encode(), "text/plain; charset=utf-8"), True)
             return
-        if not messages:
-            return
         for message, payload in messages:
             # curl and others wait (1 s) for a go-ahead before a big body, as Go's
             # server (RAPID's) gives it: say continue at once, we read every body.
             if not payload.is_eof() and message.headers.get("Expect", "").lower() == "100-continue":
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._pending.extend(messages)
-        if self._worker is None:
-            self._worker = self._loop.create_task(self._work())
+        if messages:
+            self._pending.extend(messages)
+            if self._worker is None:
+                self._worker = self._loop.create_task(self._work())
+        if self._idle_timeout_s is not None or self._body_timeout_s is not None:
+            self._arm_timer()                       # data came: the clock starts again
 
     async def _work(self) -> None:
         try:
@@ -151,19 +191,29 @@ class Connection(BaseProtocol):
                 message, payload = self._pending.popleft()
                 raw_path, _, query = message.path.partition("?")
                 request = Request(message.method, raw_path, query, message.headers, payload, self.remote)
+                self._reading_body = payload
                 try:
                     reply = await self._serve(request)
-                except ConnectionResetError:           # the client went away mid-body: nobody to answer
-                    return
+                except ConnectionResetError as exc:
+                    if isinstance(exc.__cause__, HttpProcessingError):
+                        # A body that cannot be decoded (Content-Encoding gzip or
+                        # deflate that is not): the client is still there, waiting.
+                        self._write(Reply(400, f"400 Bad Request: {exc.__cause__.message}\n".encode(),
+                                          "text/plain; charset=utf-8"), True)
+                    return                             # else the client went away mid-body: nobody to answer
                 except Exception:                      # a bug must not kill the connection's owner
                     log.exception("%s handler failed for %s %s", self._name, message.method, raw_path)
                     reply = self._internal_error
                 if not payload.is_eof() and not await _drain(payload):
                     self._write(reply, True)           # a body too big to skip: the connection ends here
                     return
+                self._reading_body = None
                 self._write(reply, message.should_close)
         finally:
             self._worker = None
+            self._reading_body = None
+            if self._idle_timeout_s is not None or self._body_timeout_s is not None:
+                self._arm_timer()
 
     def _write(self, reply: Reply, close: bool) -> None:
         transport = self.transport
@@ -190,7 +240,12 @@ async def _drain(payload: StreamReader, limit: int = 8 * 1024 * 1024) -> bool:
 
 
 async def start_server(serve: Serve, *, host: str | None = None, port: int | None = None, sock=None,
-                       name: str = "Runtime API", internal_error: Reply = INTERNAL_ERROR) -> asyncio.AbstractServer:
-    """`name` is for the log; `internal_error` is what a handler's bug answers."""
+                       name: str = "Runtime API", internal_error: Reply = INTERNAL_ERROR,
+                       idle_timeout_s: float | None = None, body_timeout_s: float | None = None
+                       ) -> asyncio.AbstractServer:
+    """`name` is for the log; `internal_error` is what a handler's bug answers;
+    the timeouts close a connection idle that long between requests, and
+    answer 408 to a request whose body stops arriving that long (None: never)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: Connection(serve, name, internal_error), host=host, port=port, sock=sock)
+    return await loop.create_server(lambda: Connection(serve, name, internal_error, idle_timeout_s, body_timeout_s),
+                                    host=host, port=port, sock=sock)

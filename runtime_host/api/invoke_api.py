@@ -56,6 +56,11 @@ class Invoker(Protocol):
 log = logging.getLogger("runtime_host.api.invoke_api")
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# A caller's kept-alive connection with no request this long is closed, and a
+# request whose body stops arriving this long gets 408 (nginx's defaults are
+# 75 s and 60 s; botocore reopens a closed keep-alive connection by itself).
+IDLE_TIMEOUT_S = 60.0
+BODY_TIMEOUT_S = 30.0
 HOST_SANDBOXES_PATH = "/runtime-host/sandboxes"
 LOG_TYPES = ("None", "Tail")
 # How long an Event invocation that finds every sandbox busy waits before it
@@ -102,9 +107,11 @@ class InvokeApi:
     def __init__(self, host: Invoker):
         self.host = host
 
-    async def start(self, address: str, port: int):
+    async def start(self, address: str, port: int, *, idle_timeout_s: float = IDLE_TIMEOUT_S,
+                    body_timeout_s: float = BODY_TIMEOUT_S):
         return await start_server(self.serve, host=address, port=port, name="Invoke API",
-                                  internal_error=INTERNAL_ERROR)
+                                  internal_error=INTERNAL_ERROR, idle_timeout_s=idle_timeout_s,
+                                  body_timeout_s=body_timeout_s)
 
     def _route(self, path: str) -> tuple[dict[str, Handler] | None, str]:
         """ROUTES: the whole Invoke API surface -> (method -> handler, function name)."""

@@ -17,9 +17,10 @@ BASE = "/2015-03-31/functions"
 
 
 @asynccontextmanager
-async def invoke_api(*functions, **host_args):
+async def invoke_api(*functions, timeouts: dict | None = None, **host_args):
     async with fake_host(*functions, **host_args) as host:
-        server = await InvokeApi(host).start("127.0.0.1", 0)
+        server = await InvokeApi(host).start("127.0.0.1", 0, **(timeouts or {}))
+        host.invoke_api_port = server.sockets[0].getsockname()[1]
         port = server.sockets[0].getsockname()[1]
         try:
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
@@ -86,3 +87,34 @@ async def test_a_deeply_nested_payload_is_invalid_request_content_not_a_server_e
         async with http.post(f"{BASE}/fn/invocations", data=b"[" * 100_000) as r:
             assert r.status == 400 and r.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
             assert "nested too deeply" in (await r.json())["message"]
+
+
+async def test_a_gzip_body_that_does_not_decode_is_400_at_once():
+    async with invoke_api(function()) as (_, http):
+        for encoding in ("gzip", "deflate"):
+            async with http.post(f"{BASE}/fn/invocations", data=b"not compressed",
+                                 headers={"Content-Encoding": encoding}) as r:
+                assert r.status == 400
+                assert f"Can not decode content-encoding: {encoding}" in await r.text()
+
+
+async def test_an_idle_connection_is_closed_and_a_stalled_body_gets_408():
+    async with invoke_api(function(), timeouts={"idle_timeout_s": 0.2, "body_timeout_s": 0.2}) as (host, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", host.invoke_api_port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""          # closed by the server, nothing sent
+        writer.close()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", host.invoke_api_port)
+        writer.write(b"POST /2015-03-31/functions/fn/invocations HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"partial\": ")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        writer.close()
+
+
+async def test_a_kept_alive_connection_in_use_is_not_closed_between_requests_that_come_in_time():
+    async with invoke_api(function(), timeouts={"idle_timeout_s": 0.5}) as (host, http):
+        for _ in range(3):
+            async with http.post(f"{BASE}/fn/invocations", data=json.dumps({"echo": 1})) as r:
+                assert r.status == 200
+            await asyncio.sleep(0.1)
