@@ -58,13 +58,7 @@ class InvalidRequestId(Exception):
 
 
 class SandboxGone(Exception):
-    """The runtime's GET next ends without an event: its sandbox died or was
-    shut down (`replaced` False), or the runtime opened another GET next while
-    this one waited (`replaced` True: two polls at once, a runtime's bug)."""
-
-    def __init__(self, sandbox_id: str, replaced: bool = False):
-        super().__init__(sandbox_id)
-        self.replaced = replaced
+    """The runtime's GET next ends without an event: its sandbox died or was shut down."""
 
 
 class InitFailed(Exception):
@@ -162,12 +156,12 @@ class Sandbox:
             self._end_invocation(inv)
         elif state is not SandboxState.READY:      # INIT_FAILED, SHUTTING_DOWN, DEAD
             raise IllegalTransition("sandbox", state, SandboxEvent.RUNTIME_READY)
-        if self._waiter is not None and not self._waiter.done():
-            # The runtime asked again while a poll was open (it reconnected):
-            # the old poll is void, and answered as a gone sandbox would be.
-            self._waiter.set_exception(SandboxGone(self.id, replaced=True))
-            self._waiter.exception()
-        self._waiter = asyncio.get_running_loop().create_future()
+        # A second GET next while one is open (a runtime that polls twice, or
+        # reconnected) waits beside it, and both get the next event, as in
+        # RAPID, whose RuntimeReadyState.Ready lets every caller wait and then
+        # hands each the event (internal/lambda/core/states.go).
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.get_running_loop().create_future()
         inv = await self._waiter
         return self._deliver(inv)
 
