@@ -99,7 +99,7 @@ class Host:
                                      drain_timeout_s=drain_timeout_s, stem_cells=stem_cells,
                                      cores=os.cpu_count() or 1)
         self.ctx = SchedulerContext(backend=self.backend, registry=Registry(), settings=settings,
-                                    ledger=self, log_writer=self.sink, prices=prices, listeners=None)
+                                    ledger=None, log_writer=self.sink, prices=prices, listeners=None)
         self.scheduler = Scheduler(self.ctx, self.functions)
 
     # --- lifecycle ----------------------------------------------------------
@@ -111,6 +111,7 @@ class Host:
         except LedgerError as exc:
             raise HostError(str(exc)) from None
         self.ledger.start(loop)
+        self.ctx.ledger = self.ledger
         try:
             await self.backend.open()
             for image_name in self.scheduler.images_needed():
@@ -131,10 +132,6 @@ class Host:
         self.ctx.runtime_api_address = f"{self.backend.runtime_api_address}:{port}"
         self.ctx.listeners = self.runtime_api
         await self.scheduler.start()
-
-    async def record(self, record) -> None:
-        """The scheduler's LedgerWriter: the ledger once it is open."""
-        await self.ledger.record(record)
 
     async def drain(self) -> None:
         await self.scheduler.drain()

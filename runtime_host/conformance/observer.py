@@ -98,15 +98,13 @@ class ProtocolObserver:
         removed, not calls of a runtime after its own init/error."""
         out, after_init_error = [], set()
         for c in self.of(function):
-            if c["status"] is None or c["status"] < 400 or c["status"] in (404, 405):
-                if c["method"] == "POST" and c["path"] == INIT_ERROR_PATH and c["status"] == 202:
-                    after_init_error.add(c["sandbox"])
-                continue
-            if RESULT_PATH.match(c["path"]) or c.get("ended_by") == "sandbox gone" or c["sandbox"] in after_init_error:
-                continue
-            if c["path"].startswith(HOST_OWN_PREFIX):
-                continue
-            out.append(c)
+            if c["method"] == "POST" and c["path"] == INIT_ERROR_PATH and c["status"] == 202:
+                after_init_error.add(c["sandbox"])
+            refused = c["status"] is not None and c["status"] >= 400 and c["status"] not in (404, 405)
+            judged_elsewhere = (RESULT_PATH.match(c["path"]) or c["path"].startswith(HOST_OWN_PREFIX)
+                                or c.get("ended_by") == "sandbox gone" or c["sandbox"] in after_init_error)
+            if refused and not judged_elsewhere:
+                out.append(c)
         return out
 
     def strays(self, function: str) -> list[dict]:

@@ -53,7 +53,7 @@ def runtime_error_outcome(header_type: str | None, content_type: str, body: byte
     return Outcome(body=body, content_type="application/json", error_type=error_type, status="error")
 
 
-def response_mode_refused(mode: str) -> Outcome | None:
+def response_mode_refused(mode: str | None) -> Outcome | None:
     """None for a response mode Lambda accepts (none, or streaming); else what the caller gets."""
     if mode is None or mode == STREAMING_RESPONSE_MODE:
         return None

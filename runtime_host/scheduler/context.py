@@ -70,7 +70,7 @@ class SchedulerContext:
     backend: ContainerBackend
     registry: Registry
     settings: SchedulerSettings
-    ledger: LedgerWriter
+    ledger: LedgerWriter | None              # the ledger, once the host has opened it
     log_writer: LogWriter
     prices: dict
     listeners: RuntimeApiListeners | None

@@ -28,7 +28,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from runtime_host.backend.interface import LABEL_STEM, BackendError, Container, ContainerSpec, ExitInfo
 from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, vcpus_for_memory
@@ -69,6 +69,7 @@ class Stem:
     # where only the backend's network address is available.
     runtime_server: object = None
     sandbox: "Sandbox | None" = None
+    on_gone: Callable[["Stem"], None] | None = None   # the stem cells hear of an exit before it was taken
 
     @property
     def state(self) -> StemState:
@@ -84,10 +85,8 @@ class Stem:
         if not self.life.can(StemEvent.EXITED):
             return                      # taken (its sandbox hears the exit) or already given up
         self._apply(StemEvent.EXITED)
-        if self._on_exit is not None:
-            self._on_exit(self)
-
-    _on_exit = None
+        if self.on_gone is not None:
+            self.on_gone(self)
 
 
 class StemCells:
@@ -130,8 +129,7 @@ class StemCells:
     async def _start(self, key: StemKey, stock: bool = True) -> Stem | None:
         """Starts a stem; `stock` ones wait to be taken, others are the caller's."""
         image_name, memory_mb, tmp_mb, opt_dir = key
-        stem = Stem(key=key, id=uuid.uuid4().hex[:12])
-        stem._on_exit = self._exited
+        stem = Stem(key=key, id=uuid.uuid4().hex[:12], on_gone=self._exited)
         if stock:
             self._stock.setdefault(key, []).append(stem)
         backend = self.ctx.backend
