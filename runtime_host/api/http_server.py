@@ -113,7 +113,8 @@ class Connection(BaseProtocol):
         self._internal_error = internal_error
         self._idle_timeout_s = idle_timeout_s        # no request in progress for this long: closed
         self._body_timeout_s = body_timeout_s        # a request's body stalls this long: closed
-        self._timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0                    # loop time of the last byte in or answer out
         self._reading_body: StreamReader | None = None
         self._parser = HttpRequestParser(self, loop, READ_BUFFER_BYTES, max_line_size=MAX_LINE_BYTES,
                                          max_field_size=MAX_FIELD_BYTES, payload_exception=ConnectionResetError)
@@ -125,27 +126,32 @@ class Connection(BaseProtocol):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else ""
-        self._arm_timer()
+        if self._idle_timeout_s is not None or self._body_timeout_s is not None:
+            self._last_activity = self._loop.time()
+            self._watch(min(t for t in (self._idle_timeout_s, self._body_timeout_s) if t is not None))
 
     # --- timeouts (only where the server was given them) -------------------------
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    # One watchdog per connection, rescheduled only when it fires: each
+    # request merely notes the time (no timer made and cancelled per request).
+    def _watch(self, delay_s: float) -> None:
+        self._watchdog = self._loop.call_later(delay_s, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        self._watchdog = None
         if self.transport is None:
             return
         if self._reading_body is not None and not self._reading_body.is_eof():
-            timeout_s, why = self._body_timeout_s, "body"
+            limit_s, why = self._body_timeout_s, "body"
         elif self._worker is None and not self._pending:
-            timeout_s, why = self._idle_timeout_s, "idle"
-        else:
-            return                                  # a request is being answered: the handler's own limits apply
-        if timeout_s is not None:
-            self._timer = self._loop.call_later(timeout_s, self._timed_out, why)
-
-    def _timed_out(self, why: str) -> None:
-        self._timer = None
-        if self.transport is None:
+            limit_s, why = self._idle_timeout_s, "idle"
+        else:                                       # a request is being answered: its handler's limits apply
+            limit_s, why = None, ""
+        if limit_s is None:
+            self._watch(min(t for t in (self._idle_timeout_s, self._body_timeout_s) if t is not None))
+            return
+        remaining_s = self._last_activity + limit_s - self._loop.time()
+        if remaining_s > 0:
+            self._watch(remaining_s)
             return
         if why == "body":                           # RFC 9110 §15.5.9: the client took too long to send it
             self._write(Reply(408, b"408 Request Timeout: the request body stopped arriving\n",
@@ -157,9 +163,9 @@ class Connection(BaseProtocol):
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
         self.transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         try:
             self._parser.feed_eof()
         except HttpProcessingError:
@@ -182,8 +188,8 @@ class Connection(BaseProtocol):
             self._pending.extend(messages)
             if self._worker is None:
                 self._worker = self._loop.create_task(self._work())
-        if self._idle_timeout_s is not None or self._body_timeout_s is not None:
-            self._arm_timer()                       # data came: the clock starts again
+        if self._watchdog is not None:
+            self._last_activity = self._loop.time()  # data came: the clock starts again
 
     async def _work(self) -> None:
         try:
@@ -212,8 +218,8 @@ class Connection(BaseProtocol):
         finally:
             self._worker = None
             self._reading_body = None
-            if self._idle_timeout_s is not None or self._body_timeout_s is not None:
-                self._arm_timer()
+            if self._watchdog is not None:
+                self._last_activity = self._loop.time()
 
     def _write(self, reply: Reply, close: bool) -> None:
         transport = self.transport
