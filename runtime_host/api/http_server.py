@@ -113,6 +113,8 @@ class Connection(BaseProtocol):
         self._internal_error = internal_error
         self._idle_timeout_s = idle_timeout_s        # no request in progress for this long: closed
         self._body_timeout_s = body_timeout_s        # a request's body stalls this long: closed
+        limits = [t for t in (idle_timeout_s, body_timeout_s) if t is not None]
+        self._watch_every_s = min(limits) if limits else None   # how often a watchdog with nothing to do looks again
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_activity = 0.0                    # loop time of the last byte in or answer out
         self._reading_body: StreamReader | None = None
@@ -126,9 +128,9 @@ class Connection(BaseProtocol):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else ""
-        if self._idle_timeout_s is not None or self._body_timeout_s is not None:
+        if self._watch_every_s is not None:
             self._last_activity = self._loop.time()
-            self._watch(min(t for t in (self._idle_timeout_s, self._body_timeout_s) if t is not None))
+            self._watch(self._watch_every_s)
 
     # --- timeouts (only where the server was given them) -------------------------
     # One watchdog per connection, rescheduled only when it fires: each
@@ -147,7 +149,7 @@ class Connection(BaseProtocol):
         else:                                       # a request is being answered: its handler's limits apply
             limit_s, why = None, ""
         if limit_s is None:
-            self._watch(min(t for t in (self._idle_timeout_s, self._body_timeout_s) if t is not None))
+            self._watch(self._watch_every_s)
             return
         remaining_s = self._last_activity + limit_s - self._loop.time()
         if remaining_s > 0:
