@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import stat
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, RUNTIME_HOST, client_for, invoke, start_host, stop_host
-
-
-def make_zip(path: Path, members: dict[str, tuple[bytes | str, int]]) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, (data, mode) in members.items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFREG | mode) << 16
-            archive.writestr(info, data)
-    return path
+from tests.zips import make_zip
 
 
 def function(root: Path, name: str, toml: str, files: dict[str, str]) -> None:

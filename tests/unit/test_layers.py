@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from runtime_host.core.config import ConfigError, load_function
 from runtime_host.core.environment import runtime_command, sandbox_env
 from runtime_host.store.layers import assemble
+from tests.zips import make_zip
 
 
 def write_function(folder: Path, toml: str, files: dict[str, str] | None = None) -> Path:
@@ -20,16 +20,6 @@ def write_function(folder: Path, toml: str, files: dict[str, str] | None = None)
     for name, text in (files or {"app.py": "def handler(e, c):\n    return e\n"}).items():
         (folder / name).write_text(text)
     return folder
-
-
-def make_zip(path: Path, members: dict[str, tuple[str, int]]) -> Path:
-    """members: name -> (text, unix mode)."""
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, (text, mode) in members.items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFREG | mode) << 16
-            archive.writestr(info, text)
-    return path
 
 
 def test_layers_are_read_in_order_relative_to_the_function_folder(tmp_path):
