@@ -132,6 +132,15 @@ async def answers(result: asyncio.Future):
     return await asyncio.wait_for(result, WAIT_S)
 
 
+async def run_one(script):
+    """(invocation, outcome, what `script` returned) of one invocation of "fn"
+    on a host whose runtime runs `script`."""
+    program, result = scripted(script)
+    async with fake_host(function(), program=program) as host:
+        inv, outcome = await outcome_of(host)
+        return inv, outcome, await answers(result)
+
+
 async def from_address(address: str, method: str, url: str, data: bytes | None = None,
                        headers: dict | None = None) -> Answer:
     async with session_from(address) as http:
@@ -325,10 +334,7 @@ async def test_response_is_accepted_202_ok_and_reaches_the_caller():
         event = await rt.next()
         return await rt.respond(event.request_id, b'{"result":42}', {"Content-Type": "application/json"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.text == ACCEPTED
@@ -344,10 +350,7 @@ async def test_response_with_a_wrong_id_is_400_invalid_request_id_and_touches_no
         right = await rt.respond(event.request_id, b'"right"')
         return wrong, right
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        wrong, right = await answers(result)
+    _, outcome, (wrong, right) = await run_one(script)
     assert wrong.status == 400
     assert wrong.headers["Content-Type"] == "application/json"
     assert wrong.text == INVALID_REQUEST_ID
@@ -362,10 +365,7 @@ async def test_response_during_init_is_400_invalid_request_id():
         await rt.respond(event.request_id, b'"late"')
         return early
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        early = await answers(result)
+    _, outcome, early = await run_one(script)
     assert early.status == 400
     assert early.text == INVALID_REQUEST_ID
     assert outcome.body == b'"late"'
@@ -397,10 +397,7 @@ async def test_second_response_for_same_request_is_forbidden_with_rapids_message
         second = await rt.respond(event.request_id, b'{"n":2}')
         return first, second
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        first, second = await answers(result)
+    _, outcome, (first, second) = await run_one(script)
     assert first.status == 202
     assert second.status == 403
     assert second.headers["Content-Type"] == "application/json"
@@ -413,10 +410,7 @@ async def test_invalid_response_mode_is_400_and_caller_gets_runtime_invalid_resp
         event = await rt.next()
         return await rt.respond(event.request_id, b'"x"', {H_RESPONSE_MODE: "buffered"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 400
     assert answer.text == ('{"errorMessage":"Invalid function response mode",'
                            '"errorType":"InvalidFunctionResponseMode"}\n')
@@ -429,10 +423,7 @@ async def test_response_mode_is_compared_case_sensitively():
         event = await rt.next()
         return await rt.respond(event.request_id, b'"x"', {H_RESPONSE_MODE: "Streaming"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 400
     assert json.loads(answer.body)["errorType"] == "InvalidFunctionResponseMode"
     assert outcome.error_type == "Runtime.InvalidResponseModeHeader"
@@ -443,10 +434,7 @@ async def test_streaming_response_mode_is_accepted():
         event = await rt.next()
         return await rt.respond(event.request_id, b'"streamed"', {H_RESPONSE_MODE: "streaming"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202 and answer.text == ACCEPTED
     assert outcome.body == b'"streamed"' and outcome.error_type is None
 
@@ -458,10 +446,7 @@ async def test_response_over_max_size_is_413_and_caller_gets_function_response_s
         event = await rt.next()
         return await rt.respond(event.request_id, b"x" * size)
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert MAX_RESPONSE_BYTES == 6_291_556
     assert answer.status == 413
     assert answer.headers["Content-Type"] == "application/json"
@@ -481,10 +466,7 @@ async def test_response_of_exactly_max_size_is_accepted_whole():
         event = await rt.next()
         return await rt.respond(event.request_id, body, {"Content-Type": "application/octet-stream"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.error_type is None
     assert outcome.body == body
@@ -497,10 +479,7 @@ async def test_error_after_an_oversized_response_is_forbidden():
         then = await rt.error(event.request_id, b'{"errorMessage":"m","errorType":"E"}')
         return too_large, then
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        too_large, then = await answers(result)
+    _, outcome, (too_large, then) = await run_one(script)
     assert too_large.status == 413
     assert then.status == 403
     assert json.loads(then.body)["errorType"] == "InvalidStateTransition"
@@ -512,10 +491,7 @@ async def test_response_content_type_is_passed_to_the_caller():
         event = await rt.next()
         return await rt.respond(event.request_id, b"<p>hi</p>", {"Content-Type": "text/html; charset=utf-8"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.content_type == "text/html; charset=utf-8"
     assert outcome.body == b"<p>hi</p>"
@@ -526,10 +502,7 @@ async def test_response_without_content_type_reaches_the_caller_as_json():
         event = await rt.next()
         return await rt.respond(event.request_id, b'{"a":1}')
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.content_type == "application/json"
 
@@ -540,10 +513,7 @@ async def test_response_to_a_percent_encoded_request_id_is_the_same_request():
         encoded = "".join(f"%{b:02X}" for b in event.request_id.encode())
         return await rt.respond(encoded, b'"encoded"')
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.body == b'"encoded"'
 
@@ -558,10 +528,7 @@ async def test_error_is_accepted_202_and_caller_gets_the_document_as_sent():
         return await rt.error(event.request_id, document,
                               {H_FUNCTION_ERROR_TYPE: "Function.ValueError", "Content-Type": "application/json"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert answer.text == ACCEPTED
     assert outcome.body == document
@@ -582,10 +549,7 @@ async def test_error_type_header_is_sanitised_as_rapid_does(header, error_type):
         return await rt.error(event.request_id, b'{"errorMessage":"m","errorType":"FromBody"}',
                               {H_FUNCTION_ERROR_TYPE: header})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.error_type == error_type
     assert outcome.body == b'{"errorMessage":"m","errorType":"FromBody"}'
@@ -597,10 +561,7 @@ async def test_error_type_comes_from_the_body_when_the_header_is_absent():
         return await rt.error(event.request_id, b'{"errorMessage":"division by zero","errorType":"ZeroDivisionError"}',
                               {"Content-Type": "application/json"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.error_type == "ZeroDivisionError"
 
@@ -615,10 +576,7 @@ async def test_error_cause_content_type_is_reduced_to_message_type_and_stack_tra
                               {"Content-Type": "application/vnd.aws.lambda.error.cause+json",
                                H_FUNCTION_ERROR_TYPE: "Function.Oops"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert json.loads(outcome.body) == {"errorMessage": "boom", "errorType": "Oops", "stackTrace": ["a", "b"]}
     assert outcome.content_type == "application/json"
@@ -631,10 +589,7 @@ async def test_error_cause_content_type_with_a_body_that_is_not_json_gives_inval
         return await rt.error(event.request_id, b"not json {",
                               {"Content-Type": "application/vnd.aws.lambda.error.cause+json"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert outcome.body == b'"Invalid error body"'
     assert outcome.content_type == "application/octet-stream"
@@ -646,10 +601,7 @@ async def test_error_with_an_empty_body_gets_the_unknown_application_error_docum
         event = await rt.next()
         return await rt.error(event.request_id, b"", {H_FUNCTION_ERROR_TYPE: "Function.Crashed"})
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        answer = await answers(result)
+    _, outcome, answer = await run_one(script)
     assert answer.status == 202
     assert json.loads(outcome.body) == {"errorMessage": "Unknown application error occurred",
                                         "errorType": "Function.Crashed"}
@@ -663,10 +615,7 @@ async def test_error_with_a_wrong_id_is_400_invalid_request_id_and_touches_nothi
         right = await rt.respond(event.request_id, b'"fine"')
         return wrong, right
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        wrong, right = await answers(result)
+    _, outcome, (wrong, right) = await run_one(script)
     assert wrong.status == 400
     assert wrong.text == INVALID_REQUEST_ID
     assert right.status == 202
@@ -682,10 +631,7 @@ async def test_second_error_for_same_request_is_forbidden_with_rapids_message():
         second = await rt.error(event.request_id, b'{"errorMessage":"2","errorType":"E"}')
         return first, second
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        first, second = await answers(result)
+    _, outcome, (first, second) = await run_one(script)
     assert first.status == 202
     assert second.status == 403
     assert json.loads(outcome.body)["errorMessage"] == "1"
@@ -701,10 +647,7 @@ async def test_response_and_error_from_a_stranger_are_forbidden_and_touch_nothin
         await rt.respond(event.request_id, b'"mine"')
         return by_stranger
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        response, error = await answers(result)
+    _, outcome, (response, error) = await run_one(script)
     assert (response.status, error.status) == (403, 403)
     assert response.text == error.text == unknown_sandbox(STRANGER)
     assert outcome.body == b'"mine"'
@@ -756,10 +699,7 @@ async def test_init_error_after_init_is_forbidden():
         await rt.respond(event.request_id, b'"still fine"')
         return late
 
-    program, result = scripted(script)
-    async with fake_host(function(), program=program) as host:
-        _, outcome = await outcome_of(host)
-        late = await answers(result)
+    _, outcome, late = await run_one(script)
     assert late.status == 403
     assert late.text == refused("Running", "InitError")
     assert outcome.body == b'"still fine"' and outcome.error_type is None
