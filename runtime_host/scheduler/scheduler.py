@@ -113,7 +113,7 @@ class Scheduler:
         for task in (self._reaper, self._sampler):
             if task is not None:
                 task.cancel()
-        in_flight = [inv for pool in self.pools.values() for inv in pool.in_flight()]
+        in_flight = self.in_flight()
         timeout_s = self.ctx.settings.drain_timeout_s
         if in_flight:
             log.info("waiting up to %.0f s for %d invocation(s) in flight", timeout_s, len(in_flight))
