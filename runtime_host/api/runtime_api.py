@@ -27,7 +27,7 @@ from runtime_host.core.protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ER
                                         H_REQUEST_ID, H_RESPONSE_MODE, H_TRACE_ID, MAX_RESPONSE_BYTES,
                                         RUNTIME_API_VERSION)
 from runtime_host.core.rules import response_mode_refused, response_too_large, runtime_error_outcome
-from runtime_host.core.states import RAPID_NAMES, IllegalTransition
+from runtime_host.core.states import RAPID_NAMES, IllegalTransition, SandboxState
 from runtime_host.scheduler.sandbox import InvalidRequestId, Sandbox, SandboxGone
 
 
@@ -111,6 +111,14 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, int]:
 # the dict on arrival (a GET next may stay open a long time); the same dict is
 # completed in place. Without an observer nothing is recorded.
 OBSERVED_BODY_BYTES = 65536
+
+
+def _note_if_removed(request: Request, exc: IllegalTransition) -> None:
+    """A call refused because the host is removing its sandbox (after a
+    timeout, say) is the platform's doing, not the runtime's: conformance
+    counts it with the polls a removed sandbox leaves unanswered."""
+    if request.observed is not None and exc.state in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD):
+        request.observed["ended_by"] = "sandbox gone"
 
 
 def _observed_call(request: Request, sandbox: Sandbox | None) -> dict:
@@ -221,6 +229,7 @@ class RuntimeApi:
         try:
             inv = await sandbox.next_invocation()
         except IllegalTransition as exc:
+            _note_if_removed(request, exc)
             return _refused(exc, "Ready")
         except SandboxGone:
             if request.observed is not None:     # conformance: no refusal, the sandbox went away
@@ -287,6 +296,7 @@ class RuntimeApi:
         try:
             sandbox.post_init_error(outcome.error_type, outcome.body)
         except IllegalTransition as exc:
+            _note_if_removed(request, exc)
             return _refused(exc, "InitError")
         return ACCEPTED_REPLY
 
