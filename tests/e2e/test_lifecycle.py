@@ -78,17 +78,21 @@ def test_ps_shows_an_idle_sandbox_as_frozen(lambda_client, host):
 
 
 def test_freeze_grace_counts_from_the_latest_release(functions_dir, tmp_path):
-    # A 1 s grace and calls 0.1 s apart: the sandbox is never frozen while in
-    # use (a timer left from an earlier release must not fire), then once idle.
-    extra = start_host(functions_dir, tmp_path / "grace", extra_args=["--freeze-grace-ms", "1000"])
+    # A 3 s grace and calls 0.1 s apart for three times as long: the sandbox is
+    # never frozen while in use (a timer left from an earlier release would
+    # fire mid-loop), then once idle. The grace is 3 s, not 1 s, so that a call
+    # stalled by the new host starting its stem cells (seen: over 0.9 s) does
+    # not pass for a stale timer.
+    extra = start_host(functions_dir, tmp_path / "grace", extra_args=["--freeze-grace-ms", "3000"])
     try:
         client = client_for(extra.endpoint)
-        for _ in range(25):
+        loop_until = time.monotonic() + 9
+        while time.monotonic() < loop_until:
             invoke(client, "py-probe", {})
             time.sleep(0.1)
         [row] = sandboxes(extra, "py-probe")
         assert row["freezes"] == 0, "frozen while calls kept coming within the grace"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while sandboxes(extra, "py-probe")[0]["state"] != "FROZEN" and time.monotonic() < deadline:
             time.sleep(0.1)
         [row] = sandboxes(extra, "py-probe")
