@@ -7,14 +7,17 @@ handler's flow control) costs the host 139 µs of CPU per request, kernel
 included, against 92 µs here (a minimal server of each kind on loopback,
 2 cores, 2026-11-23), and the caller waits for most of it. Both APIs have a
 handful of fixed routes and answers of a known shape, so this module drives
-aiohttp's own HTTP parser (llhttp, `aiohttp.http.HttpRequestParser`) from a
-plain asyncio protocol and writes answers as bytes.
+an HTTP parser from a plain asyncio protocol and writes answers as bytes.
+The parser is `httptools` (llhttp, as aiohttp's own): unlike aiohttp's
+parsers, it hands over the trailers of a chunked body, which is where a
+streaming runtime reports a mid-stream failure (spec §2.1).
 
 Owns: parsing requests, keep-alive, one answer per request in order, the
-wire format of answers (status line, Date, Content-Type, Content-Length),
-and, where a server is given them, the idle and body-read timeouts (the
-Invoke API has them; the Runtime API must not: a runtime's GET next waits as
-long as no event comes, and a frozen sandbox's connection idles for hours).
+wire format of answers (status line, Date, Content-Type, Content-Length, or
+chunked for a streamed answer), and, where a server is given them, the idle
+and body-read timeouts (the Invoke API has them; the Runtime API must not: a
+runtime's GET next waits as long as no event comes, and a frozen sandbox's
+connection idles for hours).
 Must not: know either API's routes or rules (runtime_api.py, invoke_api.py
 do); a `serve(request) -> Reply` coroutine is all it calls.
 """
@@ -22,22 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
-from aiohttp.base_protocol import BaseProtocol
-from aiohttp.http import HttpProcessingError, HttpRequestParser
-from aiohttp.streams import StreamReader
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from runtime_host.api.http_body import BadBody, BodyLost, Decoder, RequestBody
 
 log = logging.getLogger("runtime_host.api.http_server")
 
-READ_BUFFER_BYTES = 2 ** 16        # the parser's body buffer; reading pauses above twice this
-MAX_LINE_BYTES = 8190
+MAX_LINE_BYTES = 8190              # the request line's URL, as aiohttp's and nginx's default
 MAX_FIELD_BYTES = 1 << 16          # a client context header may be ~3.5 KB base64, a trace id more
+MAX_HEADERS_BYTES = 1 << 18        # all the header (or trailer) fields of one request
 
 
 @dataclass(slots=True)
@@ -45,8 +50,8 @@ class Request:
     method: str
     path: str                      # without the query
     query: str
-    headers: object                # case-insensitive mapping (aiohttp's CIMultiDictProxy)
-    content: StreamReader          # the body, as it arrives
+    headers: object                # case-insensitive mapping (multidict's CIMultiDictProxy)
+    content: RequestBody           # the body, as it arrives (its trailers once it has ended)
     remote: str                    # the peer's address
     observed: dict | None = None   # the protocol observer's record of this call, if any
 
@@ -57,6 +62,9 @@ class Reply:
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # An answer whose body is produced while it is sent (InvokeWithResponseStream):
+    # written with Transfer-Encoding: chunked, one chunk per item, `body` ignored.
+    stream: AsyncIterator[bytes] | None = None
 
 
 class DateHeader:
@@ -91,6 +99,9 @@ def encode_reply(reply: Reply, close: bool) -> bytes:
     if reply.status in NO_BODY_STATUSES:      # RFC 9110 §8.6: no Content-Length, no body
         lines.append("\r\n")
         return "".join(lines).encode("latin-1", "replace")
+    if reply.stream is not None:              # its chunks follow (Connection._write_stream)
+        lines.append("Transfer-Encoding: chunked\r\n\r\n")
+        return "".join(lines).encode("latin-1", "replace")
     lines.append(f"Content-Length: {len(reply.body)}\r\n\r\n")
     head = "".join(lines).encode("latin-1", "replace")
     return head + reply.body if len(reply.body) < 65536 else head   # big bodies: written separately
@@ -99,15 +110,31 @@ def encode_reply(reply: Reply, close: bool) -> bytes:
 Serve = Callable[[Request], Awaitable[Reply]]
 
 
-class Connection(BaseProtocol):
+def _bad_request(message: str) -> Reply:
+    return Reply(400, f"400 Bad Request: {message}\n".encode(), "text/plain; charset=utf-8")
+
+
+class _Parsing:
+    """What the parser has seen of the request it is reading."""
+    __slots__ = ("url", "headers", "header_bytes", "body", "trailers", "in_trailers")
+
+    def __init__(self):
+        self.url = bytearray()
+        self.headers: CIMultiDict = CIMultiDict()
+        self.header_bytes = 0
+        self.body: RequestBody | None = None
+        self.trailers: dict[str, str] = {}
+        self.in_trailers = False
+
+
+class Connection(asyncio.Protocol):
     """One client connection. Requests are answered one at a time, in order
     (a runtime never pipelines, but HTTP/1.1 allows it), by one task that
     lives as long as the connection has work."""
 
     def __init__(self, serve: Serve, name: str, internal_error: Reply, idle_timeout_s: float | None = None,
                  body_timeout_s: float | None = None):
-        loop = asyncio.get_running_loop()
-        super().__init__(loop)
+        self._loop = asyncio.get_running_loop()
         self._serve = serve
         self._name = name
         self._internal_error = internal_error
@@ -117,17 +144,26 @@ class Connection(BaseProtocol):
         self._watch_every_s = min(limits) if limits else None   # how often a watchdog with nothing to do looks again
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_activity = 0.0                    # loop time of the last byte in or answer out
-        self._reading_body: StreamReader | None = None
-        self._parser = HttpRequestParser(self, loop, READ_BUFFER_BYTES, max_line_size=MAX_LINE_BYTES,
-                                         max_field_size=MAX_FIELD_BYTES, payload_exception=ConnectionResetError)
-        self._pending: deque = deque()
+        self._reading_body: RequestBody | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._parsing: _Parsing | None = None
+        self._pending: deque[tuple[Request, bool]] = deque()
         self._worker: asyncio.Task | None = None
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._read_holds = 0                         # bodies that asked to pause reading
+        self._broken = False                         # the parser refused the stream of requests
+        self.transport: asyncio.Transport | None = None
         self.remote = ""
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if peer else ""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Answers are small and must go at once (a streamed chunk too): no Nagle delay.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._watch_every_s is not None:
             self._last_activity = self._loop.time()
             self._watch(self._watch_every_s)
@@ -162,66 +198,159 @@ class Connection(BaseProtocol):
             self.transport.close()
             self.transport = None
 
+    # --- flow control --------------------------------------------------------------
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    async def _drain(self) -> None:
+        if self._write_paused and self.transport is not None:
+            self._drained = self._loop.create_future()
+            await self._drained
+
+    def _hold_reading(self) -> None:
+        self._read_holds += 1
+        if self._read_holds == 1 and self.transport is not None:
+            self.transport.pause_reading()
+
+    def _release_reading(self) -> None:
+        self._read_holds -= 1
+        if self._read_holds == 0 and self.transport is not None:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc) -> None:
-        super().connection_lost(exc)
         self.transport = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        try:
-            self._parser.feed_eof()
-        except HttpProcessingError:
-            pass
+        self._wake_writer()
+        parsing = self._parsing
+        if parsing is not None and parsing.body is not None:
+            parsing.body.fail(BodyLost("the client closed the connection before its body was complete"))
         # A handler still waiting (a GET next) is left to finish: its answer
-        # is dropped, as aiohttp drops it, and the sandbox sees the next poll.
+        # is dropped, and the sandbox sees the next poll.
 
+    # --- parsing (httptools calls these from feed_data) ---------------------------
     def data_received(self, data: bytes) -> None:
-        try:
-            messages, _, _ = self._parser.feed_data(data)
-        except HttpProcessingError as exc:
-            self._write(Reply(400, f"400 Bad Request: {exc.message}\n".encode(), "text/plain; charset=utf-8"), True)
+        if self._broken:                            # refused already: the rest is not read
             return
-        for message, payload in messages:
-            # curl and others wait (1 s) for a go-ahead before a big body, as Go's
-            # server (RAPID's) gives it: say continue at once, we read every body.
-            if not payload.is_eof() and message.headers.get("Expect", "").lower() == "100-continue":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if messages:
-            self._pending.extend(messages)
-            if self._worker is None:
-                self._worker = self._loop.create_task(self._work())
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse("protocol upgrades are not supported")
+            return
+        except httptools.HttpParserCallbackError as exc:   # one of ours (below) said why
+            self._refuse(str(exc.__context__ or exc))
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(str(exc) or "malformed request")
+            return
         if self._watchdog is not None:
             self._last_activity = self._loop.time()  # data came: the clock starts again
 
+    def _refuse(self, message: str) -> None:
+        self._broken = True
+        parsing, self._parsing = self._parsing, None
+        if parsing is not None and parsing.body is not None:
+            parsing.body.fail(BadBody(message))
+        if self._worker is None:                    # else the request being answered ends the connection
+            self._write(_bad_request(message), True)
+        elif self.transport is not None:
+            self._pending.clear()
+            self._pending.append((None, True))      # answered in turn, then the connection ends
+
+    def on_message_begin(self) -> None:
+        self._parsing = _Parsing()
+
+    def on_url(self, url: bytes) -> None:
+        parsing = self._parsing
+        parsing.url += url
+        if len(parsing.url) > MAX_LINE_BYTES:
+            raise ValueError(f"Got more than {MAX_LINE_BYTES} bytes when reading the request line")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        parsing = self._parsing
+        if len(name) + len(value) > MAX_FIELD_BYTES:
+            raise ValueError(f"Got more than {MAX_FIELD_BYTES} bytes when reading header {name[:100]!r}")
+        parsing.header_bytes += len(name) + len(value)
+        if parsing.header_bytes > MAX_HEADERS_BYTES:
+            raise ValueError(f"Got more than {MAX_HEADERS_BYTES} bytes of header fields")
+        key, text = name.decode("latin-1"), value.decode("utf-8", "surrogateescape")
+        if parsing.in_trailers:                     # after the body: a chunked body's trailers
+            parsing.trailers[key] = text
+        else:
+            parsing.headers.add(key, text)
+
+    def on_headers_complete(self) -> None:
+        parsing = self._parsing
+        parsing.in_trailers = True
+        encoding = parsing.headers.get("Content-Encoding", "").strip().lower()
+        decoder = Decoder(encoding) if encoding in ("gzip", "deflate") else None
+        parsing.body = RequestBody(self._hold_reading, self._release_reading, decoder)
+        raw_path, _, query = parsing.url.decode("latin-1").partition("?")
+        request = Request(self._parser.get_method().decode("latin-1"), raw_path, query,
+                          CIMultiDictProxy(parsing.headers), parsing.body, self.remote)
+        close = not self._parser.should_keep_alive()
+        # curl and others wait (1 s) for a go-ahead before a big body, as Go's
+        # server (RAPID's) gives it: say continue at once, we read every body.
+        if parsing.headers.get("Expect", "").lower() == "100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._pending.append((request, close))
+        if self._worker is None:
+            self._worker = self._loop.create_task(self._work())
+
+    def on_body(self, data: bytes) -> None:
+        self._parsing.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        parsing, self._parsing = self._parsing, None
+        if parsing is not None and parsing.body is not None:
+            parsing.body.finish(parsing.trailers)
+
+    # --- answering -----------------------------------------------------------------
     async def _work(self) -> None:
         try:
             while self._pending and self.transport is not None:
-                message, payload = self._pending.popleft()
-                raw_path, _, query = message.path.partition("?")
-                request = Request(message.method, raw_path, query, message.headers, payload, self.remote)
-                self._reading_body = payload
+                request, close = self._pending.popleft()
+                if request is None:                    # the parser refused what followed
+                    self._write(_bad_request("malformed request"), True)
+                    return
+                body = request.content
+                self._reading_body = body
                 try:
                     reply = await self._serve(request)
-                except ConnectionResetError as exc:
-                    if isinstance(exc.__cause__, HttpProcessingError):
-                        # A body that cannot be decoded (Content-Encoding gzip or
-                        # deflate that is not): the client is still there, waiting.
-                        self._write(Reply(400, f"400 Bad Request: {exc.__cause__.message}\n".encode(),
-                                          "text/plain; charset=utf-8"), True)
-                    return                             # else the client went away mid-body: nobody to answer
+                except BadBody as exc:                 # the client is still there, waiting
+                    self._write(_bad_request(str(exc)), True)
+                    return
+                except BodyLost:
+                    return                             # the client went away mid-body: nobody to answer
                 except Exception:                      # a bug must not kill the connection's owner
-                    log.exception("%s handler failed for %s %s", self._name, message.method, raw_path)
+                    log.exception("%s handler failed for %s %s", self._name, request.method, request.path)
                     reply = self._internal_error
-                if not payload.is_eof() and not await _drain(payload):
-                    self._write(reply, True)           # a body too big to skip: the connection ends here
+                if not body.is_eof() and not await _skip(body):
+                    await self._answer(reply, True)    # a body too big to skip: the connection ends here
                     return
                 self._reading_body = None
-                self._write(reply, message.should_close)
+                await self._answer(reply, close)
         finally:
             self._worker = None
             self._reading_body = None
             if self._watchdog is not None:
                 self._last_activity = self._loop.time()
+
+    async def _answer(self, reply: Reply, close: bool) -> None:
+        if reply.stream is None:
+            self._write(reply, close)
+        else:
+            await self._write_stream(reply, close)
 
     def _write(self, reply: Reply, close: bool) -> None:
         transport = self.transport
@@ -235,15 +364,43 @@ class Connection(BaseProtocol):
             transport.close()
             self.transport = None
 
+    async def _write_stream(self, reply: Reply, close: bool) -> None:
+        """Each item of the reply's stream as one chunk, as it comes; the
+        writer waits while the client reads slower than the stream produces.
+        A client that goes away closes the stream (its producer learns it)."""
+        stream = reply.stream
+        try:
+            if self.transport is None:
+                return
+            self.transport.write(encode_reply(reply, close))
+            async for data in stream:
+                if self.transport is None:
+                    return
+                if data:
+                    self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                    await self._drain()
+            if self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
+                if close:
+                    self.transport.close()
+                    self.transport = None
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
-async def _drain(payload: StreamReader, limit: int = 8 * 1024 * 1024) -> bool:
+
+async def _skip(body: RequestBody, limit: int = 8 * 1024 * 1024) -> bool:
     """Reads and drops a body the handler did not want (a refused request),
     so the kept-alive connection can carry the next one."""
     dropped = 0
-    while not payload.is_eof():
-        dropped += len(await payload.readany())
-        if dropped > limit:
-            return False
+    try:
+        while chunk := await body.readany():
+            dropped += len(chunk)
+            if dropped > limit:
+                return False
+    except (BadBody, BodyLost):
+        return False
     return True
 
 

@@ -17,8 +17,7 @@ from typing import Awaitable, Callable, Protocol
 
 from urllib.parse import unquote
 
-from aiohttp.streams import StreamReader
-
+from runtime_host.api.http_body import RequestBody
 from runtime_host.api.http_server import Reply, Request, start_server
 from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
@@ -73,8 +72,8 @@ def _method_not_allowed(allowed: list[str]) -> Reply:
     return Reply(405, b"", None, {"Allow": ", ".join(allowed)})
 
 
-async def read_limited(content: StreamReader, limit: int) -> tuple[bytes, int]:
-    """A request body (aiohttp's reader, from either API), or its first
+async def read_limited(content: RequestBody, limit: int) -> tuple[bytes, int]:
+    """A request body (from either API), or its first
     `limit` bytes; and its full size (the rest is read and dropped so the
     connection stays usable)."""
     if content.is_eof():              # all of it arrived with the head: the usual small body

@@ -153,11 +153,11 @@ def test_json_and_junit_carry_every_verdict():
 
 
 async def test_the_runtime_api_records_calls_only_for_an_observer():
-    from aiohttp.streams import EMPTY_PAYLOAD
+    from runtime_host.api.http_body import empty_body
     from runtime_host.api.http_server import Request
 
     def ping() -> Request:
-        return Request("GET", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5")
+        return Request("GET", "/2018-06-01/ping", "", {}, empty_body(), "172.28.128.5")
 
     recorded = []
     sandboxes = SimpleNamespace(sandbox_at=lambda ip: None)
@@ -165,6 +165,6 @@ async def test_the_runtime_api_records_calls_only_for_an_observer():
     assert (await plain.serve(ping())).status == 200 and plain.observer is None
     observed = RuntimeApi(sandboxes, SimpleNamespace(record=recorded.append))
     assert (await observed.serve(ping())).status == 200
-    assert (await observed.serve(Request("POST", "/2018-06-01/ping", "", {}, EMPTY_PAYLOAD, "172.28.128.5"))).status == 405
+    assert (await observed.serve(Request("POST", "/2018-06-01/ping", "", {}, empty_body(), "172.28.128.5"))).status == 405
     assert [(c["method"], c["path"], c["status"]) for c in recorded] == [
         ("GET", "/2018-06-01/ping", 200), ("POST", "/2018-06-01/ping", 405)]

@@ -136,3 +136,119 @@ async def test_expect_100_continue_gets_the_go_ahead_before_the_body():
         server.close()
     assert go_ahead == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_the_trailers_of_a_chunked_body_reach_the_handler_after_its_last_chunk():
+    # A streaming runtime reports a mid-stream failure in trailers (spec §2.1).
+    seen = {}
+
+    async def serve(request: Request) -> Reply:
+        first = await request.content.readany()
+        seen["first"], seen["trailers_during"] = first, dict(request.content.trailers)
+        seen["rest"] = await request.content.read()
+        seen["trailers"] = request.content.trailers
+        return Reply(202, b"{}")
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+                     b"4\r\npart\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)                 # the handler has the first chunk before the rest is sent
+        writer.write(b"3\r\nial\r\n0\r\nLambda-Runtime-Function-Error-Type: Error\r\n"
+                     b"Lambda-Runtime-Function-Error-Body: eyJ9\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"{}"), 2)
+        writer.close()
+    finally:
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert seen["first"] == b"part" and seen["trailers_during"] == {}
+    assert seen["rest"] == b"ial"
+    assert seen["trailers"] == {"Lambda-Runtime-Function-Error-Type": "Error",
+                                "Lambda-Runtime-Function-Error-Body": "eyJ9"}
+
+
+async def test_a_streamed_answer_is_sent_chunk_by_chunk_as_it_is_produced():
+    release = asyncio.Event()
+
+    async def produce():
+        yield b"first"
+        await release.wait()
+        yield b"second"
+
+    async def serve(request: Request) -> Reply:
+        return Reply(200, content_type="application/vnd.amazon.eventstream", stream=produce())
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        first = await asyncio.wait_for(reader.readuntil(b"first\r\n"), 2)   # before the producer goes on
+        release.set()
+        rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 2)
+        writer.write(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")                 # the connection is still usable
+        again = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        writer.close()
+    finally:
+        server.close()
+    assert b"Transfer-Encoding: chunked\r\n" in head and b"Content-Length" not in head
+    assert first == b"5\r\nfirst\r\n" and rest == b"6\r\nsecond\r\n0\r\n\r\n"
+    assert again.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_client_that_leaves_mid_stream_closes_the_producer():
+    closed = asyncio.Event()
+
+    async def produce():
+        try:
+            while True:
+                yield b"x" * 65536
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+
+    async def serve(request: Request) -> Reply:
+        return Reply(200, stream=produce())
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readexactly(1000), 2)
+        writer.close()
+        await asyncio.wait_for(closed.wait(), 5)
+    finally:
+        server.close()
+
+
+async def test_a_request_line_over_the_limit_gets_400_naming_it():
+    server, port, seen = await echo_server()
+    try:
+        data = await exchange(port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", until_closed=True)
+    finally:
+        server.close()
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"8190 bytes" in data and not seen
+
+
+async def test_a_body_larger_than_the_buffer_pauses_reading_and_arrives_whole():
+    body = bytes(range(256)) * 8192                        # 2 MB: eight times the high-water mark
+
+    async def serve(request: Request) -> Reply:
+        await asyncio.sleep(0.2)                          # the client fills the buffer meanwhile
+        data = await request.content.read()
+        return Reply(200, str(len(data) == len(body) and data == body).encode(), "text/plain")
+
+    server = await start_server(serve, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        data = await exchange(port, b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    finally:
+        server.close()
+    assert data.endswith(b"\r\n\r\nTrue")
