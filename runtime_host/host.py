@@ -162,9 +162,11 @@ class Host:
 
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                      client_context: str | None = None, trace_id: str | None = None,
-                     cognito_identity: str | None = None) -> tuple[LiveInvocation, Outcome]:
+                     cognito_identity: str | None = None, streaming_caller: bool = False
+                     ) -> tuple[LiveInvocation, Outcome]:
         inv = self.scheduler.new_invocation(fn, payload, qualifier=qualifier, client_context=client_context,
-                                            trace_id=trace_id, cognito_identity=cognito_identity)
+                                            trace_id=trace_id, cognito_identity=cognito_identity,
+                                            streaming_caller=streaming_caller)
         return inv, await self.scheduler.run(inv)
 
     # --- what cli and conformance may see --------------------------------------

@@ -19,7 +19,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Awaitable, Callable, Protocol
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 from urllib.parse import parse_qs, unquote
 
 from runtime_host.api.http_server import Reply, Request, start_server
@@ -31,9 +32,11 @@ from runtime_host.core.protocol import (ACCOUNT_ID, ERR_INVALID_PARAMETER_VALUE,
                                         ERR_REQUEST_TOO_LARGE, ERR_RESOURCE_NOT_FOUND, ERR_SERVICE,
                                         ERR_TOO_MANY_REQUESTS, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
                                         H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
-                                        H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION, LATEST,
+                                        H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION,
+                                        INVOKE_WITH_RESPONSE_STREAM_API_VERSION, LATEST,
                                         MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES,
                                         MAX_SYNC_REQUEST_BYTES, THROTTLE_REASON_RESERVED)
+from runtime_host.core.streaming import StreamEnd, invoke_complete, payload_chunk
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
 
 
@@ -47,8 +50,8 @@ class Invoker(Protocol):
     def stopping(self) -> bool: ...
     def resolve(self, name: str) -> FunctionConfig | None: ...
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
-                     client_context: str | None = None, trace_id: str | None = None
-                     ) -> tuple[Invocation, Outcome]: ...
+                     client_context: str | None = None, trace_id: str | None = None,
+                     streaming_caller: bool = False) -> tuple[Invocation, Outcome]: ...
     def track(self, coro) -> asyncio.Task: ...
     def describe_host(self) -> dict: ...
     def describe_sandboxes(self) -> list[dict]: ...
@@ -56,6 +59,7 @@ class Invoker(Protocol):
 log = logging.getLogger("runtime_host.api.invoke_api")
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+STREAM_INVOCATION_TYPES = ("RequestResponse", "DryRun")       # InvokeWithResponseStream has no Event
 # A caller's kept-alive connection with no request this long is closed, and a
 # request whose body stops arriving this long gets 408 (nginx's defaults are
 # 75 s and 60 s; botocore reopens a closed keep-alive connection by itself).
@@ -69,6 +73,8 @@ EVENT_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 BASE = f"/{INVOKE_API_VERSION}/functions"
+STREAM_BASE = f"/{INVOKE_WITH_RESPONSE_STREAM_API_VERSION}/functions"
+STREAM_ACTION = "response-streaming-invocations"
 
 
 def json_reply(doc: dict, status: int = 200, headers: dict | None = None) -> Reply:
@@ -86,6 +92,68 @@ def aws_error(status: int, code: str, message: str, *, kind: str = "User",
 INTERNAL_ERROR = Reply(500, b'{"Type": "Service", "message": "runtime-host failed to handle the request; '
                             b'its log has the traceback"}', "application/json",
                        {H_AMZN_ERROR_TYPE: ERR_SERVICE})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An invoke request the API accepted."""
+    fn: FunctionConfig
+    qualifier: str | None
+    payload: bytes
+    client_context: str | None
+    invocation_type: str
+    log_type: str
+    trace_id: str | None
+
+
+async def buffered(inv: Invocation, outcome: Outcome) -> Outcome:
+    """A streamed outcome read whole, for a caller of the buffered Invoke."""
+    body = b"".join([data async for data in outcome.stream.chunks()])
+    end = outcome.stream.end
+    if inv.failure is not None:
+        return inv.failure
+    if end.error_code is not None:
+        return Outcome(json.dumps({"errorMessage": end.error_details, "errorType": end.error_code}).encode(),
+                       error_type=end.error_code, status="error")
+    return Outcome(body, content_type=outcome.stream.content_type)
+
+
+async def events(inv: Invocation, outcome: Outcome, with_tail: bool) -> AsyncIterator[bytes]:
+    """The event stream of one InvokeWithResponseStream answer."""
+    stream = outcome.stream
+    try:
+        if stream is None:                         # a buffered response: one chunk
+            if outcome.is_error:
+                end = StreamEnd(*error_code_and_message(outcome))
+            else:
+                end = StreamEnd()
+                if outcome.body:
+                    yield payload_chunk(outcome.body)
+        else:
+            async for data in stream.chunks():
+                yield payload_chunk(data)
+            end = stream.end
+        log_result = None
+        if with_tail:
+            await asyncio.shield(inv.reported)
+            log_result = base64.b64encode(tail(inv.log)).decode()
+        yield invoke_complete(end, log_result)
+    finally:
+        if stream is not None and stream.end is None:
+            stream.detach()                        # the caller left; the function goes on (spec §2.2)
+
+
+def error_code_and_message(outcome: Outcome) -> tuple[str, str]:
+    """InvokeComplete's ErrorCode and ErrorDetails for an error response:
+    the error document's errorType (the name the function gave its error;
+    the platform's own for a timeout or crash) and its errorMessage."""
+    try:
+        doc = json.loads(outcome.body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return outcome.error_type, outcome.body.decode("utf-8", "replace")
+    return str(doc.get("errorType") or outcome.error_type), str(doc.get("errorMessage", ""))
 
 
 def parse_function_name(raw: str) -> tuple[str, str | None]:
@@ -119,6 +187,11 @@ class InvokeApi:
             return {"GET": self.sandboxes}, ""
         if path in (BASE, BASE + "/"):
             return {"GET": self.list_functions}, ""
+        if path.startswith(STREAM_BASE + "/"):
+            name, _, action = path[len(STREAM_BASE) + 1:].partition("/")
+            if name and action == STREAM_ACTION:
+                return {"POST": self.invoke_with_response_stream}, unquote(name)
+            return None, ""
         if not path.startswith(BASE + "/"):
             return None, ""
         name, _, action = path[len(BASE) + 1:].partition("/")
@@ -166,15 +239,18 @@ class InvokeApi:
             return None, None, self._not_found(name, qualifier)
         return fn, qualifier, None
 
-    # --- Invoke ---------------------------------------------------------------
-    async def invoke(self, request: Request, raw_name: str) -> Reply:
+    # --- Invoke and InvokeWithResponseStream ----------------------------------------
+    async def _accept(self, request: Request, raw_name: str, invocation_types: tuple[str, ...]
+                      ) -> "Call | Reply":
+        """What both invoke operations check before running anything: the
+        function, the headers, the payload. A Reply is a refusal."""
         fn, qualifier, refusal = self._lookup(request, raw_name)
         if refusal is not None:
             return refusal
         invocation_type = request.headers.get(H_INVOCATION_TYPE, "RequestResponse")
-        if invocation_type not in INVOCATION_TYPES:
+        if invocation_type not in invocation_types:
             return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
-                             f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(INVOCATION_TYPES)}")
+                             f"Invalid invocation type {invocation_type!r}; expected one of {', '.join(invocation_types)}")
         log_type = request.headers.get(H_LOG_TYPE, "None")
         if log_type not in LOG_TYPES:
             return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
@@ -213,29 +289,60 @@ class InvokeApi:
             return self._throttled(fn)
         if invocation_type == "DryRun":
             return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})
-        trace_id = request.headers.get(H_AMZN_TRACE_ID)
-        if invocation_type == "Event":
-            request_id = str(uuid.uuid4())
-            self.host.track(self._invoke_event(fn, payload, qualifier, trace_id))
-            return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
+        return Call(fn, qualifier, payload, client_context, invocation_type, log_type,
+                    request.headers.get(H_AMZN_TRACE_ID))
 
+    async def _run(self, call: "Call", streaming_caller: bool = False) -> tuple[Invocation | None, Outcome | Reply]:
         try:
-            inv, outcome = await self.host.invoke(fn, payload, qualifier=qualifier,
-                                                  client_context=client_context, trace_id=trace_id)
+            inv, outcome = await self.host.invoke(call.fn, call.payload, qualifier=call.qualifier,
+                                                  client_context=call.client_context, trace_id=call.trace_id,
+                                                  streaming_caller=streaming_caller)
         except Throttled:
-            return self._throttled(fn)
+            return None, self._throttled(call.fn)
         except SandboxStartFailed as exc:
-            return aws_error(500, ERR_SERVICE, f"Could not start a sandbox for {fn.name}: {exc}", kind="Service")
+            return None, aws_error(500, ERR_SERVICE, f"Could not start a sandbox for {call.fn.name}: {exc}",
+                                   kind="Service")
         except Stopping as exc:
-            return aws_error(503, ERR_SERVICE, str(exc), kind="Service")
+            return None, aws_error(503, ERR_SERVICE, str(exc), kind="Service")
+        return inv, outcome
+
+    async def invoke(self, request: Request, raw_name: str) -> Reply:
+        call = await self._accept(request, raw_name, INVOCATION_TYPES)
+        if isinstance(call, Reply):
+            return call
+        if call.invocation_type == "Event":
+            request_id = str(uuid.uuid4())
+            self.host.track(self._invoke_event(call.fn, call.payload, call.qualifier, call.trace_id))
+            return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
+        inv, outcome = await self._run(call)
+        if isinstance(outcome, Reply):
+            return outcome
+        if outcome.stream is not None:
+            # A streaming runtime, a buffered caller: the whole body at the end,
+            # within the buffered limit (the stream was capped at it; spec §2.2).
+            outcome = await buffered(inv, outcome)
         headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
         if outcome.is_error:
             headers[H_FUNCTION_ERROR] = "Unhandled"
-        if log_type == "Tail":
+        if call.log_type == "Tail":
             # The tail ends with the REPORT line, so it waits for the invocation's end.
             await asyncio.shield(inv.reported)
             headers[H_LOG_RESULT] = base64.b64encode(tail(inv.log)).decode()
         return Reply(200, outcome.body, outcome.content_type, headers)
+
+    async def invoke_with_response_stream(self, request: Request, raw_name: str) -> Reply:
+        """InvokeWithResponseStream (spec §2.2, §6.4): 200 at once, then the
+        response as PayloadChunk events as the runtime sends it, then
+        InvokeComplete (its error, and the log tail for Tail)."""
+        call = await self._accept(request, raw_name, STREAM_INVOCATION_TYPES)
+        if isinstance(call, Reply):
+            return call
+        inv, outcome = await self._run(call, streaming_caller=True)
+        if isinstance(outcome, Reply):
+            return outcome
+        content_type = outcome.stream.content_type if outcome.stream is not None else outcome.content_type
+        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
+        return Reply(200, b"", content_type, headers, stream=events(inv, outcome, call.log_type == "Tail"))
 
     def _throttled(self, fn: FunctionConfig) -> Reply:
         return aws_error(429, ERR_TOO_MANY_REQUESTS, "Rate Exceeded.",

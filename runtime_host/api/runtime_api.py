@@ -17,17 +17,21 @@ from typing import Awaitable, Callable, Protocol
 
 from urllib.parse import unquote
 
-from runtime_host.api.http_body import RequestBody
+from runtime_host.api.http_body import BadBody, BodyLost, RequestBody
 from runtime_host.api.http_server import Reply, Request, start_server
 from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import (ERR_INTERNAL, ERR_INVALID_REQUEST_ID, ERR_INVALID_RESPONSE_MODE,
                                         ERR_INVALID_STATE_TRANSITION, ERR_PAYLOAD_TOO_LARGE, H_CLIENT_CONTEXT,
                                         H_COGNITO_IDENTITY, H_DEADLINE_MS, H_FUNCTION_ARN, H_FUNCTION_ERROR_TYPE,
                                         H_REQUEST_ID, H_RESPONSE_MODE, H_TRACE_ID, MAX_RESPONSE_BYTES,
-                                        RUNTIME_API_VERSION)
-from runtime_host.core.rules import response_mode_refused, response_too_large, runtime_error_outcome
+                                        RUNTIME_API_VERSION, ERR_TRUNCATED_REQUEST, FUNCTION_RESPONSE_TOO_LARGE)
+from runtime_host.core.rules import (STREAMING_RESPONSE_MODE, response_mode_refused, response_too_large,
+                                     runtime_error_outcome)
+from runtime_host.core.streaming import (H_ERROR_BODY_TRAILER, H_ERROR_TYPE_TRAILER, RUNTIME_TRUNCATED_RESPONSE,
+                                         STREAM_MAX_BYTES, StreamEnd, trailer_error)
 from runtime_host.core.states import RAPID_NAMES, IllegalTransition, SandboxState
 from runtime_host.scheduler.sandbox import InvalidRequestId, Sandbox, SandboxGone
+from runtime_host.scheduler.stream import ResponseStream
 
 
 class SandboxLookup(Protocol):
@@ -261,10 +265,13 @@ class RuntimeApi:
             return self._stranger(request)
         if (refusal := self._check(sandbox, request_id, RESPONSE_STATE)) is not None:
             return refusal
-        refused = response_mode_refused(request.headers.get(H_RESPONSE_MODE))
+        mode = request.headers.get(H_RESPONSE_MODE)
+        refused = response_mode_refused(mode)
         if refused is not None:
             sandbox.post_result(request_id, refused)
             return _error(400, ERR_INVALID_RESPONSE_MODE, "Invalid function response mode")
+        if mode == STREAMING_RESPONSE_MODE:
+            return await self._stream_response(request, sandbox, request_id)
         body, size = await read_body(request, MAX_RESPONSE_BYTES)
         if (refusal := self._check(sandbox, request_id, RESPONSE_STATE)) is not None:   # it may have changed meanwhile
             return refusal
@@ -274,6 +281,35 @@ class RuntimeApi:
                           f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).")
         content_type = request.headers.get("Content-Type") or "application/json"
         sandbox.post_result(request_id, Outcome(body=body, content_type=content_type))
+        return ACCEPTED_REPLY
+
+    async def _stream_response(self, request: Request, sandbox: Sandbox, request_id: str) -> Reply:
+        """A streamed response (spec §2.1): the caller gets each chunk as it
+        arrives; the trailers, the cap or the platform say how it ended."""
+        inv = sandbox.current_invocation(request_id)
+        limit = STREAM_MAX_BYTES if inv.streaming_caller else MAX_RESPONSE_BYTES
+        stream = ResponseStream(request.headers.get("Content-Type") or "application/octet-stream", limit,
+                                shaped=inv.streaming_caller)
+        stream.done.add_done_callback(lambda done: inv.stream_ended(done.result()))
+        sandbox.post_result(request_id, Outcome(body=b"", content_type=stream.content_type, stream=stream))
+        head = bytearray()
+        try:
+            async for chunk in request.content.iter_any():
+                if len(head) < OBSERVED_BODY_BYTES:
+                    head += chunk[:OBSERVED_BODY_BYTES - len(head)]
+                if not await stream.write(chunk):
+                    break                     # cut (over the cap) or ended by the platform: the rest is dropped
+        except (BodyLost, BadBody):
+            stream.finish(StreamEnd(RUNTIME_TRUNCATED_RESPONSE, "the runtime's streamed response ended "
+                                    "before its last chunk"))
+            return _error(400, ERR_TRUNCATED_REQUEST, "HTTP request detected as truncated")
+        finally:
+            if request.observed is not None:
+                request.observed["body"], request.observed["body_size"] = bytes(head), stream.size
+        trailers = request.content.trailers
+        stream.finish(trailer_error(trailers.get(H_ERROR_TYPE_TRAILER), trailers.get(H_ERROR_BODY_TRAILER)))
+        if stream.end.error_code == FUNCTION_RESPONSE_TOO_LARGE:
+            return _error(413, ERR_PAYLOAD_TOO_LARGE, f"Exceeded maximum allowed payload size ({limit} bytes).")
         return ACCEPTED_REPLY
 
     async def error(self, request: Request, sandbox: Sandbox | None, request_id: str) -> Reply:

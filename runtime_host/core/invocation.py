@@ -13,9 +13,18 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from runtime_host.core.protocol import LOG_TAIL_BYTES
 from runtime_host.core.states import InvocationEvent, InvocationLife, InvocationState
+from runtime_host.core.streaming import StreamEnd
+
+
+class Stream(Protocol):
+    """A response the runtime streams (scheduler/stream.py: ResponseStream)."""
+    content_type: str
+
+    def finish(self, end: StreamEnd) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,9 @@ class Outcome:
     error_type: str | None = None      # None = success
     status: str = "success"            # success | error | timeout | failure (telemetry §5.4)
     platform: bool = False             # built by the host (timeout, crash), not posted by the runtime
+    # A streamed response (spec §2): the caller reads it from here as the
+    # runtime sends it; `body` is empty and the stream says how it ended.
+    stream: Stream | None = field(default=None, compare=False)
 
     @property
     def is_error(self) -> bool:
@@ -37,6 +49,13 @@ def platform_error(request_id: str | None, error_type: str, detail: str, status:
     prefix = f"RequestId: {request_id} Error: " if request_id else "Error: "
     body = json.dumps({"errorType": error_type, "errorMessage": prefix + detail}).encode()
     return Outcome(body=body, error_type=error_type, status=status, platform=True)
+
+
+def _message_of(outcome: Outcome) -> str:
+    try:
+        return json.loads(outcome.body).get("errorMessage", "")
+    except (ValueError, AttributeError):
+        return outcome.body.decode("utf-8", "replace")
 
 
 def keep_tail(buffer: bytearray, data: bytes, limit: int = LOG_TAIL_BYTES) -> None:
@@ -63,6 +82,7 @@ class Invocation:
     trace_id: str = field(default_factory=new_trace_id)
     client_context: str | None = None
     cognito_identity: str | None = None
+    streaming_caller: bool = False            # InvokeWithResponseStream: 200 MB cap, shaped after 6 MiB
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     received_at: float = field(default_factory=time.monotonic)
     received_epoch_ms: int = field(default_factory=lambda: int(time.time() * 1000))
@@ -78,6 +98,7 @@ class Invocation:
     cold: bool = False                        # this invocation started its sandbox
     max_memory_used_mb: int | None = None
     failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
+    stream_end: StreamEnd | None = None       # how a streamed response ended
     # The end of its log, at most LOG_TAIL_BYTES: all that X-Amz-Log-Result
     # carries. The whole log is in the function's log file (store/logs.py);
     # a function printing 100 MB must not cost the host 100 MB.
@@ -122,8 +143,16 @@ class Invocation:
 
     def respond(self, outcome: Outcome) -> None:
         self.life.apply(InvocationEvent.RESULT)
-        self.responded_at = time.monotonic()
+        if outcome.stream is None:            # a stream's duration runs on to its end (stream_ended)
+            self.responded_at = time.monotonic()
         self._answer(outcome)
+
+    def stream_ended(self, end: StreamEnd) -> None:
+        """The runtime's streamed response is over (its last chunk, or cut)."""
+        if self.stream_end is None:
+            self.stream_end = end
+            if self.responded_at is None:
+                self.responded_at = time.monotonic()
 
     def runtime_next(self) -> None:
         self.life.apply(InvocationEvent.RUNTIME_NEXT)
@@ -135,6 +164,9 @@ class Invocation:
             return False
         self.life.apply(InvocationEvent.FAIL)
         self.failure = outcome
+        if self.answer is not None and self.answer.stream is not None:
+            # Mid-stream: the caller already has its 200; the stream's end says why it stopped.
+            self.answer.stream.finish(StreamEnd(outcome.error_type, _message_of(outcome)))
         self._answer(outcome)
         self._end()
         return True

@@ -6,6 +6,7 @@ the comments). Other modules import these names instead of spelling strings.
 
 RUNTIME_API_VERSION = "2018-06-01"
 INVOKE_API_VERSION = "2015-03-31"
+INVOKE_WITH_RESPONSE_STREAM_API_VERSION = "2021-11-15"   # §6.4
 
 # §1.3 headers the host sends with the event on GET next.
 H_REQUEST_ID = "Lambda-Runtime-Aws-Request-Id"
@@ -54,6 +55,7 @@ ERR_INVALID_STATE_TRANSITION = "InvalidStateTransition"
 ERR_INVALID_RESPONSE_MODE = "InvalidFunctionResponseMode"
 ERR_PAYLOAD_TOO_LARGE = "RequestEntityTooLarge"
 ERR_INTERNAL = "InternalServerError"
+ERR_TRUNCATED_REQUEST = "TruncatedHTTPRequest"     # a streamed body cut before its last chunk
 
 # §3.4 platform error types the caller sees.
 RUNTIME_EXIT_ERROR = "Runtime.ExitError"

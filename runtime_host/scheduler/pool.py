@@ -80,8 +80,21 @@ class FunctionPool:
         except SandboxStartFailed:
             await self.ctx.ledger.record(self._ledger_record(sandbox, inv, inv.outcome.result()))
             raise
+        if outcome.stream is not None:         # billed to the stream's end: recorded then
+            self.ctx.track(self._record_streamed(sandbox, inv, outcome))
+            return outcome
         await self.ctx.ledger.record(self._ledger_record(sandbox, inv, outcome))
         return outcome
+
+    async def _record_streamed(self, sandbox: Sandbox, inv: Invocation, answer: Outcome) -> None:
+        end = await answer.stream.done
+        if inv.failure is not None:            # timed out or crashed mid-stream
+            outcome = inv.failure
+        elif end.error_code is not None:       # the runtime's trailers, or the size cap
+            outcome = Outcome(b"", error_type=end.error_code, status="error")
+        else:
+            outcome = answer
+        await self.ctx.ledger.record(self._ledger_record(sandbox, inv, outcome))
 
     def _ledger_record(self, sandbox: Sandbox, inv: Invocation, outcome: Outcome) -> Record:
         fn = self.function

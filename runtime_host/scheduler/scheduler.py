@@ -77,10 +77,11 @@ class Scheduler:
     # --- invoking -----------------------------------------------------------------
     def new_invocation(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                        client_context: str | None = None, trace_id: str | None = None,
-                       cognito_identity: str | None = None) -> LiveInvocation:
+                       cognito_identity: str | None = None, streaming_caller: bool = False) -> LiveInvocation:
         inv = LiveInvocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
                              invoked_arn=fn.arn(self.ctx.settings.region, qualifier),
-                             client_context=client_context, cognito_identity=cognito_identity)
+                             client_context=client_context, cognito_identity=cognito_identity,
+                             streaming_caller=streaming_caller)
         if trace_id:
             inv.trace_id = trace_id
         return inv

@@ -436,7 +436,9 @@ async def test_streaming_response_mode_is_accepted():
 
     _, outcome, answer = await run_one(script)
     assert answer.status == 202 and answer.text == ACCEPTED
-    assert outcome.body == b'"streamed"' and outcome.error_type is None
+    assert outcome.stream is not None and outcome.error_type is None
+    assert b"".join([data async for data in outcome.stream.chunks()]) == b'"streamed"'
+    assert outcome.stream.end.error_code is None
 
 
 async def test_response_over_max_size_is_413_and_caller_gets_function_response_size_too_large():
