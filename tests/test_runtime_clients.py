@@ -10,9 +10,11 @@ against a server that answers with scripted bytes.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
+import queue
 import re
 import shutil
 import socket
@@ -22,6 +24,8 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.parse
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -665,6 +669,385 @@ def test_bootstrap_execs_the_runtime_client(runtime, target):
     assert text.startswith("#!/bin/sh\n")
     assert re.search(rf"^exec {re.escape(target)}$", text, re.M)
     assert subprocess.run(["sh", "-n", str(bootstrap)]).returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# Node response streaming (awslambda.streamifyResponse), against a Runtime API
+# on plain sockets: aiohttp hides chunk boundaries and drops trailers.
+
+
+@dataclass
+class RawRequest:
+    """One request as it came over the wire. `chunks` holds each chunk of a
+    chunked body with the time.monotonic() at which it had fully arrived."""
+
+    kind: str  # next, response, error or init_error
+    method: str
+    path: str
+    request_id: str | None
+    headers: dict[str, str]  # names lower-cased; a repeated name's values joined with ", "
+    body: bytes
+    chunks: list[tuple[float, bytes]]
+    trailers: dict[str, str]  # names lower-cased
+    client_port: int
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class RawRuntimeApi:
+    """GET next, POST response / error / init/error on 127.0.0.1, one thread
+    per connection, HTTP/1.1 keep-alive; answers as FakeRuntimeApi does and
+    records every request with its chunks, their arrival times and trailers."""
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._events: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._recorded: list[RawRequest] = []
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def enqueue(self, event=None) -> str:
+        request_id = str(uuid.uuid4())
+        self._events.put((request_id, json.dumps(event).encode()))
+        return request_id
+
+    def requests(self, kind: str | None = None) -> list[RawRequest]:
+        with self._changed:
+            return [r for r in self._recorded if kind is None or r.kind == kind]
+
+    def wait_for(self, predicate, what: str, timeout_s: float = 5.0) -> list[RawRequest]:
+        """Wait until predicate(recorded requests) is true; return them."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not predicate(self._recorded):
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise TimeoutError(f"no {what} within {timeout_s} s; got {self._recorded!r}")
+                self._changed.wait(remaining_s)
+            return list(self._recorded)
+
+    def wait_for_result(self, request_id: str, timeout_s: float = 5.0) -> RawRequest:
+        def is_result(r):
+            return r.kind in ("response", "error") and r.request_id == request_id
+        recorded = self.wait_for(lambda rs: any(map(is_result, rs)), f"result for {request_id}", timeout_s)
+        return next(r for r in recorded if is_result(r))
+
+    def wait_for_requests(self, kind: str, count: int, timeout_s: float = 5.0) -> list[RawRequest]:
+        self.wait_for(lambda rs: sum(r.kind == kind for r in rs) >= count, f"{count} {kind}", timeout_s)
+        return self.requests(kind)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        # shutdown() wakes the threads blocked in accept() and recv().
+        for sock in [self._listener, *self._sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, (_, port) = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(sock)
+            thread = threading.Thread(target=self._serve, args=(sock, port), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, port: int) -> None:
+        try:
+            with sock, sock.makefile("rb") as reader:
+                while (request := self._read_request(reader, port)) is not None:
+                    with self._changed:
+                        self._recorded.append(request)
+                        self._changed.notify_all()
+                    if request.kind == "next":
+                        answer = self._next_answer()
+                        if answer is None:
+                            return
+                    else:
+                        answer = ACCEPTED
+                    sock.sendall(answer)
+        except OSError:
+            pass  # stop() shut the socket down, or the client went away
+
+    def _next_answer(self) -> bytes | None:
+        while not self._stopping.is_set():
+            try:
+                request_id, body = self._events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            return http_answer(headers={
+                "Lambda-Runtime-Aws-Request-Id": request_id,
+                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 3000),
+                "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:probe",
+                "Content-Type": "application/json",
+            }, body=body)
+        return None
+
+    @staticmethod
+    def _read_fields(reader) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        while (line := reader.readline().decode("latin-1").rstrip("\r\n")):
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip()
+            fields[name] = f"{fields[name]}, {value}" if name in fields else value
+        return fields
+
+    def _read_request(self, reader, port: int) -> RawRequest | None:
+        request_line = reader.readline().decode("latin-1").rstrip("\r\n")
+        if not request_line:
+            return None
+        method, path, _ = request_line.split(" ")
+        headers = self._read_fields(reader)
+        chunks: list[tuple[float, bytes]] = []
+        trailers: dict[str, str] = {}
+        if "chunked" in headers.get("transfer-encoding", ""):
+            while True:
+                size = int(reader.readline().split(b";")[0], 16)
+                if size == 0:
+                    trailers = self._read_fields(reader)
+                    break
+                data = reader.read(size)
+                chunks.append((time.monotonic(), data))
+                assert reader.read(2) == b"\r\n"
+            body = b"".join(data for _, data in chunks)
+        else:
+            body = reader.read(int(headers.get("content-length", 0)))
+        match = re.fullmatch(re.escape(API_PREFIX) + r"/invocation/([^/]+)/(response|error)", path)
+        if path == API_PREFIX + "/invocation/next":
+            kind, request_id = "next", None
+        elif match:
+            kind, request_id = match[2], urllib.parse.unquote(match[1])
+        else:
+            kind, request_id = "init_error", None
+        return RawRequest(kind, method, path, request_id, headers, body, chunks, trailers, port)
+
+
+@pytest.fixture
+def raw_api():
+    server = RawRuntimeApi()
+    yield server
+    server.stop()
+
+
+STREAMING_HANDLERS = """
+const { Readable } = require('stream');
+const { pipeline } = require('stream/promises');
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+exports.twoWrites = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('a');
+  await sleep(500);
+  responseStream.write('b');
+  responseStream.end();
+});
+
+exports.httpIntegration = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream = awslambda.HttpResponseStream.from(responseStream, { statusCode: 201, headers: { 'x-a': 'b' } });
+  responseStream.write('body');
+  responseStream.end();
+});
+
+exports.httpIntegrationWithoutBody = awslambda.streamifyResponse(async (event, responseStream) => {
+  awslambda.HttpResponseStream.from(responseStream, { statusCode: 204 });
+  responseStream.end();
+});
+
+exports.failsAfterWriting = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('part');
+  await sleep(50);
+  throw new Error('boom');
+});
+
+exports.failsBeforeWriting = awslambda.streamifyResponse(async () => {
+  throw new TypeError('early');
+});
+
+exports.piped = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.setContentType('text/plain');
+  await pipeline(Readable.from(['x', 'y', 'z']), responseStream);
+});
+
+exports.contentTypeTooLate = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('first;');
+  try {
+    responseStream.setContentType('text/plain');
+  } catch (err) {
+    responseStream.write(`${err.name}: ${err.message}`);
+  }
+  responseStream.end();
+});
+
+exports.describe = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  responseStream.write({ event, awsRequestId: context.awsRequestId, functionName: context.functionName,
+                         remainingPositive: context.getRemainingTimeInMillis() > 0,
+                         callbacks: ['succeed', 'fail', 'done'].filter((name) => name in context) });
+  responseStream.end();
+});
+
+exports.notAsync = awslambda.streamifyResponse((event, responseStream) => {
+  responseStream.end('sync');
+});
+
+exports.neverEnds = awslambda.streamifyResponse(async () => {});
+
+exports.plain = async (event) => ({ plain: event });
+"""
+
+
+@pytest.fixture
+def streaming_root(tmp_path):
+    root = tmp_path / "task"
+    root.mkdir()
+    (root / "stream.js").write_text(STREAMING_HANDLERS)
+    return root
+
+
+def error_trailers(result: RawRequest) -> tuple[str, dict]:
+    """The error type trailer and the decoded error body trailer."""
+    body = base64.b64decode(result.trailers["lambda-runtime-function-error-body"], validate=True)
+    return result.trailers["lambda-runtime-function-error-type"], json.loads(body)
+
+
+@needs_node
+def test_node_streaming_handler_sends_each_write_as_it_is_made(raw_api, start_client, streaming_root):
+    client = start_client("node", streaming_root, "stream.twoWrites", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert (result.kind, result.method) == ("response", "POST")
+    assert result.headers["lambda-runtime-function-response-mode"] == "streaming"
+    assert result.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in result.headers
+    assert result.headers["trailer"] == (
+        "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body")
+    assert result.headers["content-type"] == "application/octet-stream"
+    assert result.body == b"ab"
+    assert result.trailers == {}  # success: an empty trailer section
+    # One chunk per write; "a" was on the wire while the handler slept.
+    (first_at, first), (second_at, second) = result.chunks
+    assert (first, second) == (b"a", b"b")
+    assert second_at - first_at >= 0.4
+    # Then back to GET next, on the same keep-alive connection.
+    raw_api.wait_for_requests("next", 2)
+    assert [r.kind for r in raw_api.requests()] == ["next", "response", "next"]
+    assert len({r.client_port for r in raw_api.requests()}) == 1
+    assert client.is_running()
+
+
+@needs_node
+def test_node_http_response_stream_writes_the_prelude_before_the_body(raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.httpIntegration", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.headers["content-type"] == "application/vnd.awslambda.http-integration-response"
+    assert result.body == b'{"statusCode":201,"headers":{"x-a":"b"}}' + b"\0" * 8 + b"body"
+    assert result.trailers == {}
+
+
+@needs_node
+def test_node_http_response_stream_ended_without_a_body_still_sends_the_prelude(
+        raw_api, start_client, streaming_root):
+    # aws-lambda-ric loses the prelude here (its issue #97); we send it.
+    start_client("node", streaming_root, "stream.httpIntegrationWithoutBody", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.headers["content-type"] == "application/vnd.awslambda.http-integration-response"
+    assert result.body == b'{"statusCode":204}' + b"\0" * 8
+
+
+@needs_node
+def test_node_streaming_failure_after_writing_goes_out_as_trailers(raw_api, start_client, streaming_root):
+    client = start_client("node", streaming_root, "stream.failsAfterWriting", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.kind == "response"  # the stream's own POST, no /error
+    assert result.body == b"part"
+    error_type, error = error_trailers(result)
+    assert error_type == "Error"
+    assert set(error) == {"errorType", "errorMessage", "trace"}
+    assert (error["errorType"], error["errorMessage"]) == ("Error", "boom")
+    assert error["trace"][0] == "Error: boom" and "stream.js" in error["trace"][1]
+    assert re.search(rf"\t{result.request_id}\tERROR\tInvoke Error \t\{{", client.stdout())
+    raw_api.wait_for_requests("next", 2)
+    assert raw_api.requests("error") == []
+    assert client.is_running()
+
+
+@needs_node
+def test_node_streaming_failure_before_writing_still_posts_through_the_stream(
+        raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.failsBeforeWriting", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.kind == "response"
+    assert result.headers["lambda-runtime-function-response-mode"] == "streaming"
+    assert result.body == b"" and result.chunks == []
+    error_type, error = error_trailers(result)
+    assert (error_type, error["errorMessage"]) == ("TypeError", "early")
+
+
+@needs_node
+def test_node_streaming_content_type_is_set_and_a_pipeline_writes(raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.piped", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.headers["content-type"] == "text/plain"
+    assert result.body == b"xyz"
+    assert result.trailers == {}
+
+
+@needs_node
+def test_node_streaming_content_type_cannot_change_after_the_first_write(
+        raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.contentTypeTooLate", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({}))
+    assert result.headers["content-type"] == "application/octet-stream"
+    assert result.body == b"first;Runtime.InvalidStreamingOperation: Cannot set content-type, too late."
+
+
+@needs_node
+def test_node_streaming_handler_gets_event_and_context_and_objects_go_out_as_json(
+        raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.describe", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({"k": 1}))
+    assert result.json() == {"event": {"k": 1}, "awsRequestId": result.request_id, "functionName": "probe",
+                             "remainingPositive": True, "callbacks": []}
+
+
+@pytest.mark.parametrize("handler,message", [
+    ("notAsync", "Streaming does not support non-async handlers."),
+    ("neverEnds", "Response stream is not finished."),
+])
+@needs_node
+def test_node_streaming_handler_that_cannot_answer_fails_through_the_stream(
+        raw_api, start_client, streaming_root, handler, message):
+    client = start_client("node", streaming_root, f"stream.{handler}", server=raw_api)
+    for _ in range(2):  # and the runtime serves the next event
+        result = raw_api.wait_for_result(raw_api.enqueue({}))
+        assert result.kind == "response"
+        error_type, error = error_trailers(result)
+        # aws-lambda-ric reports these as strings.
+        assert (error_type, error["errorMessage"]) == ("string", message)
+    assert client.is_running()
+
+
+@needs_node
+def test_node_plain_handler_still_posts_a_buffered_response(raw_api, start_client, streaming_root):
+    start_client("node", streaming_root, "stream.plain", server=raw_api)
+    result = raw_api.wait_for_result(raw_api.enqueue({"k": 1}))
+    assert result.headers["content-type"] == "application/json"
+    assert result.headers["content-length"] == str(len(result.body))
+    assert "lambda-runtime-function-response-mode" not in result.headers
+    assert result.json() == {"plain": {"k": 1}}
 
 
 # ---------------------------------------------------------------------------

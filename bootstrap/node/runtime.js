@@ -4,14 +4,15 @@
  * Owns: loading the handler named by _HANDLER ("file.export", file relative to
  * LAMBDA_TASK_ROOT, .js / .cjs / .mjs), the GET next -> handler -> POST
  * response | error loop against AWS_LAMBDA_RUNTIME_API, the context object,
- * the async / callback / context.succeed programming models, error documents in
- * the shape AWS's aws-lambda-ric sends ({errorType, errorMessage, trace}), and
- * the console log line format.
+ * the async / callback / context.succeed programming models, response
+ * streaming (the global `awslambda`: streamifyResponse, HttpResponseStream),
+ * error documents in the shape AWS's aws-lambda-ric sends ({errorType,
+ * errorMessage, trace}), and the console log line format.
  *
  * Must not: require anything outside Node's standard library, put a timeout on
  * GET next (the sandbox is frozen while it waits there), or use more than one
  * socket (a keep-alive Agent with maxSockets 1 carries every call).
- * Protocol facts: /work/shared/spec/runtime-api.md sections 1, 4 and 10.
+ * Protocol facts: /work/shared/spec/runtime-api.md sections 1, 2, 4 and 10.
  */
 
 'use strict';
@@ -19,6 +20,7 @@
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
+const { Writable, finished } = require('stream');
 const util = require('util');
 const { pathToFileURL } = require('url');
 
@@ -34,6 +36,8 @@ const HEADER = {
   cognitoIdentity: 'lambda-runtime-cognito-identity',
 };
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
+const RESPONSE_MODE_HEADER = 'Lambda-Runtime-Function-Response-Mode';
 const TRACE_ID_ENV = '_X_AMZN_TRACE_ID';
 
 // Exit statuses aws-lambda-ric uses after reporting a fatal error.
@@ -51,6 +55,8 @@ class HandlerNotFound extends Error {}
 class MalformedHandlerName extends Error {}
 class UserCodeSyntaxError extends Error {}
 class UnhandledPromiseRejection extends Error {}
+class MalformedStreamingHandler extends Error {}
+class InvalidStreamingOperation extends Error {}
 class NodeJsExit extends Error {
   constructor() {
     super(
@@ -65,6 +71,8 @@ for (const errorClass of [
   MalformedHandlerName,
   UserCodeSyntaxError,
   UnhandledPromiseRejection,
+  MalformedStreamingHandler,
+  InvalidStreamingOperation,
   NodeJsExit,
 ]) {
   errorClass.prototype.name = `Runtime.${errorClass.name}`;
@@ -205,6 +213,50 @@ class RuntimeApiClient {
     return answer;
   }
 
+  /**
+   * Starts POST /invocation/{id}/response in streaming mode (spec section 2.1)
+   * and returns the request, to be written and ended by the caller, with a
+   * promise of the host's answer. Node sends the request line and headers
+   * with the first write or the end, not here.
+   *
+   * No retry on a reset keep-alive socket, unlike request(): the body is
+   * streamed, not kept, so it could not be sent again. A lost connection
+   * fails the invocation with `fatal`, as a failed buffered POST does.
+   */
+  openResponseStream(requestId, contentType) {
+    const apiPath = `${API_PREFIX}/invocation/${encodeURIComponent(requestId)}/response`;
+    const headers = {
+      [RESPONSE_MODE_HEADER]: 'streaming',
+      'Transfer-Encoding': 'chunked',
+      // aws-lambda-ric declares both trailers up front, whether or not the
+      // invocation fails: a trailer may only be sent if declared.
+      Trailer: `${ERROR_TYPE_HEADER}, ${ERROR_BODY_TRAILER}`,
+      'Content-Type': contentType,
+    };
+    let request;
+    const answer = new Promise((resolve, reject) => {
+      request = http.request(
+        { hostname: this.hostname, port: this.port, path: apiPath, method: 'POST', headers, agent: this.agent },
+        (res) => {
+          const chunks = [];
+          res.on('data', (chunk) => chunks.push(chunk));
+          res.on('end', () =>
+            resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      request.on('error', reject);
+    }).then((result) => {
+      if (result.status < 200 || result.status > 299) {
+        // As for the buffered POSTs: aws-lambda-ric does not look at the status.
+        process.stderr.write(`runtime.js: POST ${apiPath} answered HTTP ${result.status}: ${result.body}\n`);
+      }
+      return result;
+    });
+    return { request, answer };
+  }
+
   request(method, apiPath, body, headers, isRetry = false) {
     return new Promise((resolve, reject) => {
       const req = http.request(
@@ -311,6 +363,49 @@ async function loadModule(taskRoot, moduleRoot, moduleName) {
   }
 }
 
+// What awslambda.streamifyResponse marks a handler with (aws-lambda-ric
+// UserFunction.js). Registered symbols (Symbol.for), so a handler marked by
+// code other than the global (a library's own streamifyResponse) counts too.
+const HANDLER_STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const STREAM_RESPONSE = 'response';
+
+/**
+ * The global `awslambda` aws-lambda-ric installs before it loads the
+ * handler's module, which calls awslambda.streamifyResponse at load time.
+ * AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA turns it off there as here.
+ */
+function installGlobalAwsLambda() {
+  const off = process.env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA;
+  if (off === '1' || off === 'true') {
+    return;
+  }
+  globalThis.awslambda = {
+    streamifyResponse(handler, options) {
+      handler[HANDLER_STREAMING] = STREAM_RESPONSE;
+      if (typeof (options && options.highWaterMark) === 'number') {
+        handler[HANDLER_HIGHWATERMARK] = parseInt(options.highWaterMark);
+      }
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+/** How the handler is called: {streaming, highWaterMark}, read once at init. */
+function handlerMetadata(fn) {
+  const mark = fn[HANDLER_STREAMING];
+  let streaming = false;
+  if (mark !== undefined && mark !== null && mark !== false) {
+    if (mark !== STREAM_RESPONSE) {
+      throw new MalformedStreamingHandler('Only response streaming is supported.');
+    }
+    streaming = true;
+  }
+  const highWaterMark = parseInt(fn[HANDLER_HIGHWATERMARK]);
+  return { streaming, highWaterMark: isNaN(highWaterMark) ? undefined : highWaterMark };
+}
+
 function isAsyncFunction(fn) {
   return fn.constructor && fn.constructor.name === 'AsyncFunction';
 }
@@ -379,6 +474,11 @@ class Invocation {
     this.client.postInvocationError(this.requestId, reported).then(this.onReported, fatal);
   }
 
+  /** An uncaught exception or unhandled rejection during the invocation. */
+  reportCrash(error) {
+    return this.client.postInvocationError(this.requestId, error);
+  }
+
   /** The node-style callback(err, result) handed to the handler. */
   callback(error, result) {
     if (this.reported) {
@@ -391,6 +491,298 @@ class Invocation {
     } else {
       // Answer only once the handler's timers and sockets have drained.
       beforeExitAction = () => setImmediate(() => this.succeed(result));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Response streaming (spec section 2), as aws-lambda-ric's ResponseStream.js,
+// HttpResponseStream.js, StreamingContext.js and Runtime.js do it.
+
+const DEFAULT_STREAM_CONTENT_TYPE = 'application/octet-stream';
+const HTTP_INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+const PRELUDE_DELIMITER_BYTES = 8;
+
+/**
+ * awslambda.HttpResponseStream: the response of a function URL or an API
+ * Gateway streaming integration, whose body starts with JSON metadata
+ * ({statusCode, headers, cookies}) and 8 NUL bytes. As AWS's, it hooks the
+ * stream it is given and returns that same stream, so a handler that ignores
+ * the return value works too.
+ */
+class HttpResponseStream {
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(HTTP_INTEGRATION_CONTENT_TYPE);
+    // JSON.stringify escapes NUL, which may not appear inside the prelude.
+    const metadataPrelude = JSON.stringify(prelude);
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadataPrelude);
+      write(new Uint8Array(PRELUDE_DELIMITER_BYTES));
+    };
+    return underlyingStream;
+  }
+}
+
+/** aws-lambda-ric's stream takes strings and bytes as they are, anything else as JSON. */
+function toStreamChunk(chunk) {
+  return typeof chunk === 'string' || util.types.isUint8Array(chunk) ? chunk : JSON.stringify(chunk);
+}
+
+/**
+ * The streaming POST of one invocation. Opened on the first body bytes or
+ * at the end, whichever comes first: until then the content type may change
+ * and no socket is held, so an uncaught exception can still go to /error.
+ * aws-lambda-ric creates its http.request at once, but Node sends nothing
+ * before the first write or the end either, so the host sees the same.
+ */
+class StreamedResponse {
+  constructor(client, requestId) {
+    this.client = client;
+    this.requestId = requestId;
+    this.contentType = DEFAULT_STREAM_CONTENT_TYPE;
+    this.request = null;
+    this.ended = false;
+    this.errorTrailers = null; // set when the invocation fails before the end
+    this.onRequestError = () => {};
+    // Settles with the host's answer once the POST is opened and ended.
+    this.answered = new Promise((resolve, reject) => {
+      this.settleAnswer = { resolve, reject };
+    });
+    // Awaited only once the invocation ends; a lost connection before that
+    // must not count as an unhandled rejection.
+    this.answered.catch(() => {});
+  }
+
+  get opened() {
+    return this.request !== null;
+  }
+
+  open() {
+    if (this.request === null) {
+      const { request, answer } = this.client.openResponseStream(this.requestId, this.contentType);
+      this.request = request;
+      request.on('error', (err) => this.onRequestError(err));
+      answer.then(this.settleAnswer.resolve, this.settleAnswer.reject);
+    }
+    return this.request;
+  }
+
+  /** One HTTP chunk, flushed to the socket now; `callback` once the socket took it. */
+  write(chunk, callback) {
+    return this.open().write(chunk, callback);
+  }
+
+  /** The terminating chunk with the error trailers, if any, else an empty trailer section. */
+  end(callback) {
+    const request = this.open();
+    if (!this.ended) {
+      this.ended = true;
+      if (this.errorTrailers) {
+        request.addTrailers(this.errorTrailers);
+      }
+      request.end(callback);
+    }
+    return this.answered;
+  }
+}
+
+function errorTrailers(error) {
+  const doc = toErrorDocument(error);
+  return {
+    [ERROR_TYPE_HEADER]: headerSafe(doc.errorType),
+    [ERROR_BODY_TRAILER]: Buffer.from(JSON.stringify(doc)).toString('base64'),
+  };
+}
+
+/**
+ * The responseStream handed to a streaming handler: a Writable (so
+ * stream.pipeline works) whose writes go out one HTTP chunk each as they are
+ * made. The next chunk waits until the socket took the last, so write()
+ * returns false, and 'drain' follows, once highWaterMark bytes are waiting.
+ * (aws-lambda-ric hands out the http.ClientRequest itself and gives
+ * streamifyResponse's highWaterMark to the socket; the handler sees the
+ * same write() / 'drain' back-pressure either way.)
+ */
+class ResponseStream extends Writable {
+  #response;
+  #writeCalled = false;
+
+  constructor(response, highWaterMark) {
+    super(highWaterMark === undefined ? {} : { highWaterMark });
+    this.#response = response;
+    // Set by HttpResponseStream.from (a public name: AWS's hook).
+    this._onBeforeFirstWrite = undefined;
+    // aws-lambda-ric's request has an 'error' listener: a write after the
+    // end, or a lost connection, fails that write (and the invocation), it is
+    // not an uncaught exception that takes the runtime down.
+    this.on('error', () => {});
+  }
+
+  setContentType(contentType) {
+    if (this.#writeCalled || this.#response.opened) {
+      throw new InvalidStreamingOperation('Cannot set content-type, too late.');
+    }
+    this.#response.contentType = contentType;
+  }
+
+  write(chunk, encoding, callback) {
+    this.#writeCalled = true;
+    return super.write(toStreamChunk(chunk), encoding, callback);
+  }
+
+  end(chunk, encoding, callback) {
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+      this.#writeCalled = true;
+      chunk = toStreamChunk(chunk);
+    }
+    return super.end(chunk, encoding, callback);
+  }
+
+  _write(chunk, _encoding, callback) {
+    this.#openForBody();
+    this.#response.write(chunk, (err) => callback(err));
+  }
+
+  _final(callback) {
+    // aws-lambda-ric runs the prelude hook on write() only, so there an
+    // HttpResponseStream ended without a write loses its status and headers
+    // (its issue #97). Here the prelude goes out at the end as well. Not for
+    // a failed invocation: as in AWS its body is empty, the trailers tell.
+    if (!this.#response.errorTrailers) {
+      this.#openForBody();
+    }
+    this.#response.end(() => callback());
+  }
+
+  /** Opens the POST; the prelude hook, if any, writes just before the first body bytes. */
+  #openForBody() {
+    if (this.#response.opened) {
+      return;
+    }
+    this.#response.open();
+    if (typeof this._onBeforeFirstWrite === 'function') {
+      this._onBeforeFirstWrite((chunk) => this.#response.write(chunk));
+    }
+  }
+}
+
+/**
+ * One event for a streaming handler, handler(event, responseStream, context).
+ * The stream is the answer: a failure, before or after the first bytes, is
+ * sent as the error trailers of that same POST (aws-lambda-ric posts no
+ * /error for it), and the invocation is over once the handler's promise has
+ * resolved, the stream has ended and the host has answered the POST.
+ */
+class StreamingInvocation {
+  constructor(client, requestId, onReported, highWaterMark) {
+    this.client = client;
+    this.requestId = requestId;
+    this.onReported = onReported;
+    this.reported = false;
+    this.waitForEmptyEventLoop = true;
+    this.handlerResolved = false;
+    this.response = new StreamedResponse(client, requestId);
+    this.responseStream = new ResponseStream(this.response, highWaterMark);
+    this.response.onRequestError = (err) => this.responseStream.destroy(err);
+  }
+
+  run(handler, event, context) {
+    let result;
+    try {
+      result = handler(event, this.responseStream, context);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (!isPromise(result)) {
+      // A string, as aws-lambda-ric reports it (errorType "string").
+      this.fail('Streaming does not support non-async handlers.');
+      return;
+    }
+    result.then(
+      (value) => {
+        this.handlerResolved = true;
+        if (value !== undefined) {
+          console.warn('Streaming handlers ignore return values.');
+        }
+        // The handler may end the stream later (from a timer, say):
+        // aws-lambda-ric waits for its request to complete, so do we.
+        finished(this.responseStream, () => {
+          if (this.responseStream.writableFinished) {
+            this.succeed();
+          } else {
+            // Destroyed rather than ended (e.g. by a pipeline whose source failed).
+            this.fail(this.responseStream.errored || 'Response stream is not finished.');
+          }
+        });
+      },
+      (error) => this.fail(error),
+    );
+  }
+
+  succeed() {
+    if (this.reported) {
+      return;
+    }
+    this.reported = true;
+    beforeExitAction = null;
+    this.response.answered.then(() => this.next(), fatal);
+  }
+
+  fail(error) {
+    if (this.reported) {
+      return;
+    }
+    this.reported = true;
+    beforeExitAction = null;
+    logError('Invoke Error', error);
+    this.response.errorTrailers = errorTrailers(error);
+    const stream = this.responseStream;
+    if (stream.destroyed) {
+      // E.g. by a pipeline whose source failed: the trailers go now, on an
+      // empty body if nothing was sent (a no-op if the POST has ended).
+      this.response.end();
+    } else if (!stream.writableEnded) {
+      // Through the stream: what the handler wrote before it failed goes
+      // out first, then the trailers (from _final).
+      stream.end();
+    }
+    // Else the handler ended the stream: _final sends the trailers if it has
+    // not run yet; if it has, the response stands, as in AWS.
+    this.response.answered.then(() => this.next(), fatal);
+  }
+
+  /** The event loop emptied with the invocation still open: nothing can end it now. */
+  eventLoopEmptied() {
+    // aws-lambda-ric polls the next event here and leaves this one
+    // unanswered until the platform's timeout; an error says why at once.
+    this.fail(this.handlerResolved ? 'Response stream is not finished.' : new NodeJsExit());
+  }
+
+  /** An uncaught exception or unhandled rejection during the invocation. */
+  reportCrash(error) {
+    if (this.response.opened && !this.response.ended) {
+      // The POST holds the only socket (maxSockets 1): its trailers are the
+      // one way left to report the error before the process exits.
+      this.response.errorTrailers = errorTrailers(error);
+      return this.response.end();
+    }
+    if (this.response.ended) {
+      // The response is complete; as aws-lambda-ric, also post /error (on
+      // the socket, once the host has answered the stream).
+      return this.response.answered.then(() => this.client.postInvocationError(this.requestId, error));
+    }
+    return this.client.postInvocationError(this.requestId, error);
+  }
+
+  next() {
+    // As aws-lambda-ric's StreamingContext: with callbackWaitsForEmptyEventLoop
+    // (the default) the next event waits until the handler's timers and
+    // sockets have drained.
+    if (this.waitForEmptyEventLoop) {
+      beforeExitAction = () => setImmediate(this.onReported);
+    } else {
+      this.onReported();
     }
   }
 }
@@ -443,6 +835,7 @@ function buildContext(headers, invocation) {
 
 let client;
 let handler;
+let handlerInfo; // handlerMetadata(handler)
 let currentInvocation = null;
 
 function scheduleNextInvocation() {
@@ -460,6 +853,11 @@ async function handleNextInvocation() {
     process.env[TRACE_ID_ENV] = traceId;
   } else {
     delete process.env[TRACE_ID_ENV];
+  }
+
+  if (handlerInfo.streaming) {
+    runStreamingInvocation(answer, requestId);
+    return;
   }
 
   const invocation = new Invocation(client, requestId, scheduleNextInvocation);
@@ -490,6 +888,32 @@ async function handleNextInvocation() {
   }
 }
 
+function runStreamingInvocation(answer, requestId) {
+  const invocation = new StreamingInvocation(
+    client,
+    requestId,
+    scheduleNextInvocation,
+    handlerInfo.highWaterMark,
+  );
+  currentInvocation = invocation;
+  beforeExitAction = () => invocation.eventLoopEmptied();
+  let context;
+  let event;
+  try {
+    context = buildContext(answer.headers, invocation);
+    // aws-lambda-ric's streaming context has no succeed, fail or done: the
+    // stream is the answer.
+    delete context.succeed;
+    delete context.fail;
+    delete context.done;
+    event = JSON.parse(answer.body);
+  } catch (err) {
+    invocation.fail(err);
+    return;
+  }
+  invocation.run(handler, event, context);
+}
+
 /** Report an error that escaped the handler (or the runtime), then exit. */
 function reportFatal(error, exitStatus) {
   const exit = () => process.exit(exitStatus);
@@ -500,7 +924,7 @@ function reportFatal(error, exitStatus) {
     reporting = client ? client.postInitError(error) : Promise.resolve();
   } else if (!invocation.reported) {
     invocation.reported = true;
-    reporting = client.postInvocationError(invocation.requestId, error);
+    reporting = invocation.reportCrash(error);
   } else {
     // Between events; the host sees the exit.
     reporting = Promise.resolve();
@@ -536,8 +960,10 @@ async function main() {
   });
 
   const taskRoot = process.env.LAMBDA_TASK_ROOT || '/var/task';
+  installGlobalAwsLambda();
   try {
     handler = await loadHandler(taskRoot, process.env._HANDLER);
+    handlerInfo = handlerMetadata(handler);
   } catch (error) {
     // The label AWS prints for a failed init, e.g. a missing module.
     logError('Uncaught Exception', error);
