@@ -78,3 +78,47 @@ def test_the_aws_cli_invokes_a_streaming_function(host, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["StatusCode"] == 200
     assert out.read_bytes() == b"first second"
+
+
+# --- a Node handler written for Lambda (awslambda.streamifyResponse, our runtime) ------
+
+def node_stream(client, payload: dict, **kwargs):
+    started = time.monotonic()
+    resp = client.invoke_with_response_stream(FunctionName="node-stream", Payload=json.dumps(payload), **kwargs)
+    chunks, complete, complete_at = [], None, None
+    for event in resp["EventStream"]:
+        if "PayloadChunk" in event:
+            chunks.append((time.monotonic() - started, event["PayloadChunk"]["Payload"]))
+        else:
+            complete, complete_at = event["InvokeComplete"], time.monotonic() - started
+    return resp, chunks, complete, complete_at
+
+
+def test_a_node_streaming_handler_streams_while_it_awaits(lambda_client):
+    resp, chunks, complete, complete_at = node_stream(lambda_client, {"sleep": 2})
+    assert resp["ResponseStreamContentType"] == "text/plain"
+    assert b"".join(c for _, c in chunks) == b"first second" and "ErrorCode" not in complete
+    assert complete_at - chunks[0][0] >= 1.5, (chunks, complete_at)
+
+
+def test_a_node_handler_that_throws_mid_stream_reaches_the_caller_as_invoke_complete_error(lambda_client):
+    _, chunks, complete, _ = node_stream(lambda_client, {"mode": "fail"}, LogType="Tail")
+    assert b"".join(c for _, c in chunks) == b"first "
+    assert complete["ErrorCode"] == "Error" and complete["ErrorDetails"] == "boom mid-stream"
+    log = base64.b64decode(complete["LogResult"]).decode()
+    assert "boom mid-stream" in log and "REPORT RequestId" in log
+
+
+def test_http_response_stream_metadata_prelude_reaches_the_caller(lambda_client):
+    resp, chunks, _, _ = node_stream(lambda_client, {"mode": "http"})
+    assert resp["ResponseStreamContentType"] == "application/vnd.awslambda.http-integration-response"
+    prelude, _, body = b"".join(c for _, c in chunks).partition(b"\x00" * 8)
+    assert json.loads(prelude)["statusCode"] == 201 and body == b"http body"
+
+
+def test_a_plain_invoke_of_a_node_streaming_handler_gets_the_whole_body(lambda_client):
+    resp = lambda_client.invoke(FunctionName="node-stream", Payload=json.dumps({"sleep": 0}))
+    assert "FunctionError" not in resp and resp["Payload"].read() == b"first second"
+    resp = lambda_client.invoke(FunctionName="node-stream", Payload=json.dumps({"mode": "fail"}))
+    assert resp["FunctionError"] == "Unhandled"
+    assert json.loads(resp["Payload"].read()) == {"errorMessage": "boom mid-stream", "errorType": "Error"}
