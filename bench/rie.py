@@ -178,11 +178,15 @@ class RieContainer:
 
     keep_after_exit=True drops --rm, so that a container that dies (RIE
     panics on a concurrent request) can still tell its exit code and log;
-    stop() removes it either way."""
+    stop() removes it either way. `command` (the runtime RIE starts) and
+    `env` (the function's variables) default to hello-python's; an image
+    with another runtime passes its own (bench/stream.py does).
+    """
 
     invoke_path = INVOKE_PATH
 
-    def __init__(self, image: str, *, network: str = "host", keep_after_exit: bool = False):
+    def __init__(self, image: str, *, network: str = "host", keep_after_exit: bool = False,
+                 command: tuple[str, ...] = RUNTIME_COMMAND, env: dict[str, str] | None = None):
         if network != "host":
             raise ValueError("RIE containers listen on 127.0.0.1 of the host: network must be 'host'")
         self.port, self.runtime_api_port = _two_free_ports()
@@ -191,10 +195,11 @@ class RieContainer:
         self.started = time.perf_counter()
         try:
             self.id = _docker("run", "-d", *(() if keep_after_exit else ("--rm",)), "--network", network,
-                              "--label", LABEL, *(f"--env={k}={v}" for k, v in FUNCTION_ENV.items()), image,
+                              "--label", LABEL,
+                              *(f"--env={k}={v}" for k, v in (FUNCTION_ENV if env is None else env).items()), image,
                               "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
                               "--runtime-api-address", f"127.0.0.1:{self.runtime_api_port}",
-                              *RUNTIME_COMMAND).strip()
+                              *command).strip()
             self.run_returned = time.perf_counter()
             self._wait_listening()
         except BaseException:

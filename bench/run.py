@@ -20,18 +20,21 @@ import ledger  # noqa: E402
 import payload  # noqa: E402
 import rie  # noqa: E402
 import scale  # noqa: E402
+import stream  # noqa: E402
 import throughput  # noqa: E402
 import warm  # noqa: E402
 from common import REPO, machine  # noqa: E402
 
 BENCHMARKS = {"warm": warm, "rie": rie, "cold": cold, "throughput": throughput, "scale": scale,
-              "payload": payload, "ledger": ledger}
+              "payload": payload, "ledger": ledger, "stream": stream}
 
 
 def run_one(name: str, smoke: bool) -> dict:
     module = BENCHMARKS[name]
     if name == "rie":
         return rie.run(30 if smoke else 2000, 10 if smoke else 200, smoke=smoke)
+    if name == "stream":
+        return stream.run(3 if smoke else 10, smoke=smoke)
     return module.run(**({"n": 30, "warmup": 10} if smoke else {}))
 
 
@@ -165,11 +168,57 @@ def report(r: dict) -> list[str]:
             s = g[key]
             print(f"  {f'synchronous={sync.upper()}, {conc} at once':44} {s['p50']:9.3f} {s['p90']:9.3f} "
                   f"{s['p99']:9.3f} {s['records_per_s']:10.0f}")
+    if "stream" in r:
+        targets.append(stream_report(r["stream"]))
     if targets:
         print("\nTargets (ratios in this run):")
         for line in targets:
             print("  - " + line)
     return targets
+
+
+def stream_report(s: dict) -> str:
+    """Section 7; returns its target line."""
+    ours, ref = s["ours"], s["rie"]
+    sleep_ref, mib5_ref, over = ref["sleep"], ref["mib_5"], ref["mib_10"]
+    header(f"7. Response streaming (ms): sh-stream (bash + curl, provided), ours by InvokeWithResponseStream, "
+           f"RIE by Invoke; n={s['n']} each", "RIE")
+    print(f"  handler writes 'first ', sleeps {s['sleep_s']} s, writes 'second'")
+    print(row("RIE, first byte of the answer", sleep_ref["first"], sleep_ref["first"]["p50"],
+              f"status {'/'.join(sleep_ref['statuses'])}, {sleep_ref['bytes']} bytes, {sleep_ref['content_type']}"))
+    print(row("ours, first PayloadChunk's payload", ours["sleep"]["first"], sleep_ref["first"]["p50"],
+              f"status 200 at {ours['sleep']['headers']['p50']:.3f} ms, {ours['sleep']['content_type']}"))
+    print(row("RIE, last byte", sleep_ref["end"], sleep_ref["end"]["p50"]))
+    print(row("ours, InvokeComplete", ours["sleep"]["end"], sleep_ref["end"]["p50"]))
+    print("  a stream of 'x' as fast as the handler writes it, to the last byte")
+    print(row("RIE, 5 MiB", mib5_ref["end"], mib5_ref["end"]["p50"],
+              f"{mib5_ref['mib_per_s']:7.1f} MiB/s, status {'/'.join(mib5_ref['statuses'])}, "
+              f"{mib5_ref['bytes']:,} bytes"))
+    print(row("ours, 5 MiB (within the 6 MiB unshaped burst)", ours["mib_5"]["end"], mib5_ref["end"]["p50"],
+              f"{ours['mib_5']['mib_per_s']:7.1f} MiB/s, first chunk at {ours['mib_5']['first']['p50']:.3f} ms"))
+    floor = ours["mib_10"]["shaping_floor_s"]
+    print(row("ours, 10 MiB (shaped past 6 MiB)", ours["mib_10"]["end"], None,
+              f"{ours['mib_10']['mib_per_s']:7.1f} MiB/s; floor {floor:.0f} s at 2 MiB/s past 6 MiB, as on Lambda"))
+    over_status = "/".join(over.get("statuses", {})) or "no answer"
+    error_type = ""
+    try:
+        error_type = json.loads(over.get("body_head", ""))["errorType"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    print(f"  RIE, 10 MiB: status {over_status} ({over.get('probes')} calls) in {over.get('seconds_p50') or 0:.3f} s, "
+          f"{over.get('bytes', 0)} bytes{', ' + error_type if error_type else ''}, "
+          f"X-Amz-Function-Error {over.get('function_error_header') or 'absent'}; "
+          f"a small call after it: {over['small_call_after'].get('status', over['small_call_after'].get('error'))}")
+    print(f"  RIE answers at the end, all at once: status and headers at p50 {sleep_ref['headers']['p50']:.3f} ms, "
+          f"the first body byte {sleep_ref['first_byte_after_headers_ms_p50']:.3f} ms after them, the last "
+          f"{sleep_ref['end']['p50'] - sleep_ref['first']['p50']:.3f} ms after that")
+    streamed = ours["sleep"]["first"]["p50"] < s["sleep_s"] * 1000
+    return (f"stream: first byte p50 {s['ratios']['first_byte_p50']:.3f}x RIE's "
+            f"({ours['sleep']['first']['p50']:.1f} ms vs {sleep_ref['first']['p50']:.1f} ms; before the handler's "
+            f"{s['sleep_s']} s sleep ends: {'yes' if streamed else 'NO'}); "
+            f"5 MiB {s['ratios']['mib_5_seconds_p50']:.2f}x RIE's seconds; 10 MiB {ours['mib_10']['mib_per_s']:.2f} MiB/s "
+            f"({ours['mib_10']['end']['p50'] / 1000:.2f} s, shaping floor {floor:.0f} s); "
+            f"RIE over 6,291,556 bytes: {over_status}{' ' + error_type if error_type else ''}")
 
 
 def chart(r: dict, path: Path) -> None:
