@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from runtime_host.api.extensions_api import ExtensionsApi
 from runtime_host.api.runtime_api import RuntimeApi
 from runtime_host.api.stem_api import STEM_PATH, StemEndpoint
 from runtime_host.backend.interface import BackendError, ContainerBackend
@@ -126,6 +127,7 @@ class Host:
                 except (OSError, ValueError) as exc:
                     raise HostError(f"function {fn.name}: its layers could not be put together under /opt: {exc}") from None
         self.runtime_api = RuntimeApi(self.scheduler, self.protocol_observer)
+        ExtensionsApi(self.runtime_api)          # the Extensions, Telemetry and Logs APIs on the same listener
         self.runtime_api.add_route("GET", STEM_PATH, StemEndpoint(self.scheduler.stems).handle)
         self._runtime_server = await self.runtime_api.start(self.backend.runtime_api_address, self.runtime_api_port)
         port = self._runtime_server.sockets[0].getsockname()[1]

@@ -654,6 +654,220 @@ def test_node_console_lines_carry_time_request_id_and_level(api, start_client):
     assert re.search(rf"^{prefix}\tERROR\tfailed$", stdout, re.M), stdout
 
 
+# JSON format (AWS_LAMBDA_LOG_FORMAT=JSON): one object a line, as AWS's
+# runtime clients write them (docs/spec-additions.md section 4).
+
+JSON_TIME_TO_THE_SECOND = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"          # awslambdaric
+JSON_TIME_TO_THE_MS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"        # aws-lambda-ric
+
+
+def json_lines(stdout: str) -> list[dict]:
+    """The lines of stdout that are JSON objects (a print() stays a plain line)."""
+    lines = []
+    for line in stdout.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            lines.append(value)
+    return lines
+
+
+PYTHON_JSON_HANDLERS = """
+import logging
+
+def levels(event, context):
+    logging.getLogger().debug("debug line")
+    logging.getLogger().info("info line")
+    logging.getLogger("orders").warning("warn line %s", event)
+    logging.getLogger().error("error line")
+    print("printed line")
+
+def exception(event, context):
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        logging.getLogger().exception("lookup failed")
+
+def extra(event, context):
+    logging.getLogger().warning("with extra", extra={"orderId": 42})
+
+def fail(event, context):
+    raise ValueError("bad input")
+"""
+
+
+@pytest.fixture
+def python_json_root(tmp_path) -> Path:
+    root = tmp_path / "py-json"
+    root.mkdir()
+    (root / "handlers.py").write_text(PYTHON_JSON_HANDLERS)
+    return root
+
+
+def test_python_json_log_lines_carry_timestamp_level_message_logger_and_request_id(
+        api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    result = invoke(api, "ev")
+    lines = json_lines(client.stdout())
+    warn = next(line for line in lines if line["message"] == "warn line ev")
+    assert re.fullmatch(JSON_TIME_TO_THE_SECOND, warn.pop("timestamp")), warn
+    assert warn == {"level": "WARNING", "message": "warn line ev", "logger": "orders",
+                    "requestId": result.request_id}
+    assert [line["level"] for line in lines] == ["INFO", "WARNING", "ERROR"]
+
+
+def test_python_json_lines_below_aws_lambda_log_level_are_dropped(api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="WARN")
+    invoke(api, "ev")
+    assert [line["message"] for line in json_lines(client.stdout())] == ["warn line ev", "error line"]
+
+
+def test_python_trace_level_lets_debug_lines_through(api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="TRACE")
+    invoke(api, "ev")
+    assert [line["level"] for line in json_lines(client.stdout())] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def test_python_print_stays_a_plain_line_in_json_format(api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="WARN")
+    invoke(api, "ev")
+    assert "printed line" in client.stdout().splitlines()
+
+
+def test_python_json_exception_line_carries_error_type_message_stack_and_location(
+        api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.exception",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    invoke(api, {})
+    (line,) = json_lines(client.stdout())
+    assert line["level"] == "ERROR" and line["message"] == "lookup failed"
+    assert line["errorType"] == "KeyError" and line["errorMessage"] == "'missing'"
+    assert any("raise KeyError" in frame for frame in line["stackTrace"]), line
+    call_line = PYTHON_JSON_HANDLERS.splitlines().index('        logging.getLogger().exception("lookup failed")') + 1
+    assert line["location"] == f"{python_json_root / 'handlers.py'}:exception:{call_line}", line
+
+
+def test_python_json_line_carries_the_records_extra_fields(api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.extra",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    invoke(api, {})
+    (line,) = json_lines(client.stdout())
+    assert line["orderId"] == 42
+
+
+def test_python_json_invoke_error_is_one_line_with_the_error_document(api, start_client, python_json_root):
+    client = start_client("python", python_json_root, "handlers.fail",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    result = invoke(api, {})
+    (line,) = json_lines(client.stdout())
+    assert re.fullmatch(JSON_TIME_TO_THE_SECOND, line.pop("timestamp"))
+    stack = line.pop("stackTrace")
+    assert line == {"log_level": "ERROR", "errorMessage": "bad input", "errorType": "ValueError",
+                    "requestId": result.request_id}
+    assert stack == json.loads(result.body)["stackTrace"]
+    assert "Traceback" not in client.stderr()
+
+
+def test_python_text_format_is_unchanged_when_asked_for_by_name(api, start_client):
+    client = start_client("python", PROBE_ROOT["python"], "probe.log",
+                          AWS_LAMBDA_LOG_FORMAT="Text", AWS_LAMBDA_LOG_LEVEL="INFO")
+    result = invoke(api, "ev")
+    pattern = (r"\[WARNING\]\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t"
+               + re.escape(result.request_id) + r"\twarned about ev")
+    assert any(re.fullmatch(pattern, line) for line in client.stdout().splitlines()), client.stdout()
+    assert json_lines(client.stdout()) == []
+
+
+NODE_JSON_HANDLERS = """
+exports.levels = async (event) => {
+  console.trace('trace line');
+  console.debug('debug line');
+  console.log('logged', event);
+  console.info({ k: 1 });
+  console.warn('warned');
+  console.error('failed', new TypeError('bad type'));
+  console.fatal('fatal line');
+  return null;
+};
+exports.reject = async () => {
+  throw new RangeError('out of range');
+};
+"""
+
+
+@pytest.fixture
+def node_json_root(tmp_path) -> Path:
+    root = tmp_path / "node-json"
+    root.mkdir()
+    (root / "handlers.js").write_text(NODE_JSON_HANDLERS)
+    return root
+
+
+@needs_node
+def test_node_json_log_lines_carry_timestamp_level_request_id_and_message(api, start_client, node_json_root):
+    client = start_client("node", node_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    result = invoke(api, {"k": 1})
+    lines = json_lines(client.stdout())
+    assert [line["level"] for line in lines] == ["INFO", "INFO", "WARN", "ERROR", "FATAL"]
+    logged = lines[0]
+    assert re.fullmatch(JSON_TIME_TO_THE_MS, logged.pop("timestamp")), logged
+    assert logged == {"level": "INFO", "requestId": result.request_id, "message": "logged { k: 1 }"}
+    assert lines[1]["message"] == {"k": 1}          # a lone argument stays a value
+
+
+@needs_node
+def test_node_json_line_with_an_error_argument_carries_its_type_message_and_stack(
+        api, start_client, node_json_root):
+    client = start_client("node", node_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    invoke(api, {})
+    failed = next(line for line in json_lines(client.stdout()) if line["level"] == "ERROR")
+    assert failed["message"].startswith("failed TypeError: bad type")
+    assert failed["errorType"] == "TypeError" and failed["errorMessage"] == "bad type"
+    assert failed["stackTrace"][0] == "TypeError: bad type"
+
+
+@needs_node
+@pytest.mark.parametrize("level,kept", [
+    ("WARN", ["WARN", "ERROR", "FATAL"]),
+    ("TRACE", ["TRACE", "DEBUG", "INFO", "INFO", "WARN", "ERROR", "FATAL"]),
+    ("FATAL", ["FATAL"]),
+])
+def test_node_json_lines_below_aws_lambda_log_level_are_dropped(api, start_client, node_json_root, level, kept):
+    client = start_client("node", node_json_root, "handlers.levels",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL=level)
+    invoke(api, {})
+    assert [line["level"] for line in json_lines(client.stdout())] == kept
+
+
+@needs_node
+def test_node_json_invoke_error_is_logged_as_the_error_itself(api, start_client, node_json_root):
+    client = start_client("node", node_json_root, "handlers.reject",
+                          AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    result = invoke(api, {})
+    (line,) = json_lines(client.stdout())
+    assert line["level"] == "ERROR" and line["requestId"] == result.request_id
+    assert line["message"]["errorType"] == "RangeError"
+    assert line["message"]["errorMessage"] == "out of range"
+    assert line["message"]["stackTrace"][0] == "RangeError: out of range"
+
+
+@needs_node
+def test_node_text_format_is_unchanged_when_asked_for_by_name(api, start_client):
+    client = start_client("node", PROBE_ROOT["node"], "probe.log", AWS_LAMBDA_LOG_FORMAT="Text")
+    result = invoke(api, {"k": 1})
+    prefix = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t" + re.escape(result.request_id)
+    assert re.search(rf"^{prefix}\tINFO\tlogged {{ k: 1 }}$", client.stdout(), re.MULTILINE), client.stdout()
+    assert json_lines(client.stdout()) == []
+
+
 # ---------------------------------------------------------------------------
 # The image entry points
 

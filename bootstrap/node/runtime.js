@@ -7,7 +7,8 @@
  * the async / callback / context.succeed programming models, response
  * streaming (the global `awslambda`: streamifyResponse, HttpResponseStream),
  * error documents in the shape AWS's aws-lambda-ric sends ({errorType,
- * errorMessage, trace}), and the console log line format.
+ * errorMessage, trace}), and the console log line format: text, or one JSON
+ * object a line when AWS_LAMBDA_LOG_FORMAT is JSON (aws-lambda-ric's LogPatch.js).
  *
  * Must not: require anything outside Node's standard library, put a timeout on
  * GET next (the sandbox is frozen while it waits there), or use more than one
@@ -108,20 +109,70 @@ function looksLikeError(value) {
 }
 
 // ---------------------------------------------------------------------------
-// Logging: every console method writes one line
-// "<ISO time>\t<request id>\t<LEVEL>\t<message>" to stdout, as in AWS (the
-// request id reads "undefined" until the first event arrives, as in AWS).
+// Logging: every console method writes one line to stdout, as in AWS:
+// "<ISO time>\t<request id>\t<LEVEL>\t<message>" (the request id reads
+// "undefined" until the first event arrives), or with AWS_LAMBDA_LOG_FORMAT
+// JSON {"timestamp", "level", "requestId", "message"} (docs/spec-additions.md
+// section 4). Levels below AWS_LAMBDA_LOG_LEVEL write nothing.
 
 let currentRequestId;
 
 const LOG_LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
+const JSON_LOG_FORMAT = 'JSON';
+
+function jsonLogs() {
+  return (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === JSON_LOG_FORMAT;
+}
+
+/** An Error in a JSON log line, as aws-lambda-ric serializes it. */
+function jsonErrorReplacer(_key, value) {
+  if (value instanceof Error) {
+    return Object.assign(
+      {
+        errorType: value?.constructor?.name ?? 'UnknownError',
+        errorMessage: value.message,
+        stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+      },
+      value,
+    );
+  }
+  return value;
+}
+
+/** One console call as aws-lambda-ric's JSON line: a lone argument is kept as a value. */
+function jsonLogLine(level, args) {
+  const line = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+  if (args.length === 1) {
+    line.message = args[0];
+    try {
+      return JSON.stringify(line, jsonErrorReplacer);
+    } catch (_) {
+      line.message = util.format(line.message); // a cycle or a BigInt
+      return JSON.stringify(line);
+    }
+  }
+  line.message = util.format(...args);
+  const error = args.find((arg) => arg instanceof Error);
+  if (error) {
+    line.errorType = error?.constructor?.name ?? 'UnknownError';
+    line.errorMessage = error.message;
+    line.stackTrace = typeof error.stack === 'string' ? error.stack.split('\n') : [];
+  }
+  return JSON.stringify(line);
+}
 
 function patchConsole() {
   const configured = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
   const minimumPriority = LOG_LEVELS[configured] || LOG_LEVELS.TRACE;
+  const json = jsonLogs();
   const logger = (level) => {
     if (LOG_LEVELS[level] < minimumPriority) {
       return () => {};
+    }
+    if (json) {
+      return (...args) => {
+        process.stdout.write(jsonLogLine(level, args).replace(/\n/g, '\r') + '\n');
+      };
     }
     return (...args) => {
       const line = `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${util.format(...args)}\n`;
@@ -137,8 +188,13 @@ function patchConsole() {
   console.fatal = logger('FATAL');
 }
 
-/** The "Invoke Error" line aws-lambda-ric prints before posting an error. */
+/** The "Invoke Error" line aws-lambda-ric prints before posting an error
+ * (in JSON format: the error alone, as an Error, without the label). */
 function logError(label, error) {
+  if (jsonLogs()) {
+    console.error(error instanceof Error ? error : new Error(error));
+    return;
+  }
   let detail;
   try {
     detail = JSON.stringify(error, (_key, value) => {

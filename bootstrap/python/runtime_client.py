@@ -4,7 +4,8 @@ Owns: loading the handler named by `_HANDLER` from `LAMBDA_TASK_ROOT`, the
 `GET next` -> handler -> `POST response | error` loop against
 `AWS_LAMBDA_RUNTIME_API`, the context object handed to the handler, the error
 documents (same shape, types and messages as AWS's `awslambdaric`), and the
-text log format of the root logger.
+root logger's log format: text, or one JSON object a line when
+AWS_LAMBDA_LOG_FORMAT is JSON (awslambdaric's lambda_runtime_log_utils.py).
 
 Must not: import anything outside the standard library (the image carries only
 Debian's python3), put a timeout on `GET next` (the sandbox is frozen while it
@@ -52,6 +53,17 @@ CONTEXT_UNMARSHAL_ERROR = "Runtime.LambdaContextUnmarshalError"
 
 # The AWS_LAMBDA_LOG_LEVEL names that are not Python level names.
 _LOG_LEVEL_ALIASES = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
+
+# JSON log lines (docs/spec-additions.md section 4), as awslambdaric writes
+# them: UTC to the second, and a record's own attributes beside the fields.
+JSON_LOG_FORMAT = "JSON"
+_JSON_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_RECORD_FIELDS = frozenset({
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+    "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+    "relativeCreated", "thread", "threadName", "processName", "process", "aws_request_id",
+    "tenant_id", "_frame_type",
+})
 
 _THIS_FILE = os.path.abspath(__file__)
 
@@ -628,8 +640,19 @@ def error_doc_from_exception(exc, request_id=""):
                           traceback.format_list(frames), request_id)
 
 
+def json_logs():
+    """Whether AWS_LAMBDA_LOG_FORMAT asks for JSON log lines (any case, as awslambdaric reads it)."""
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == JSON_LOG_FORMAT
+
+
 def log_error(error_doc):
-    """Print an error the way awslambdaric's text format does: type, message, traceback."""
+    """Print an error the way awslambdaric does: type, message, traceback in
+    text format; in JSON format one line, the error document with its time."""
+    if json_logs():
+        line = {"timestamp": time.strftime(_JSON_TIME_FORMAT, time.gmtime()), "log_level": "ERROR"}
+        line.update(error_doc)
+        sys.stdout.write(json.dumps(line) + "\n")
+        return
     description = "[ERROR]"
     if error_doc["errorType"]:
         description += " " + error_doc["errorType"]
@@ -713,11 +736,43 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the fields awslambdaric's JsonFormatter writes."""
+
+    def __init__(self):
+        super().__init__(datefmt=_JSON_TIME_FORMAT)
+
+    def format(self, record):
+        # awslambdaric rounds custom levels down to the standard ones.
+        levelno = min(50, max(0, record.levelno)) // 10 * 10
+        exc_info = record.exc_info
+        line = {
+            "timestamp": self.formatTime(record, self.datefmt),
+            "level": logging.getLevelName(levelno),
+            "message": record.getMessage(),
+            "logger": record.name,
+            "stackTrace": traceback.format_tb(exc_info[2]) if exc_info else None,
+            "errorType": exc_info[0].__name__ if exc_info else None,
+            "errorMessage": str(exc_info[1]) if exc_info else None,
+            "requestId": getattr(record, "aws_request_id", None),
+            "location": "%s:%s:%s" % (record.pathname, record.funcName, record.lineno) if exc_info else None,
+        }
+        # What the handler's code attached (logger.info(..., extra={...})).
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in line:
+                line[key] = value
+        line = {key: value for key, value in line.items() if value is not None}
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
 def _install_log_handler():
-    formatter = logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-        "%Y-%m-%dT%H:%M:%S",
-    )
+    if json_logs():
+        formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+            "%Y-%m-%dT%H:%M:%S",
+        )
     # UTC on this formatter only; the user's own formatters keep local time.
     formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stdout)

@@ -40,6 +40,16 @@ from runtime_host.core.streaming import StreamEnd, invoke_complete, payload_chun
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
 
 
+def logging_config(fn: FunctionConfig) -> dict:
+    """LoggingConfig as GetFunctionConfiguration shows it: levels only in JSON
+    format, where Lambda has them (docs/spec-additions.md §4)."""
+    conf = {"LogFormat": fn.logging.format}
+    if fn.logging.is_json:
+        conf["ApplicationLogLevel"] = fn.logging.application_level
+        conf["SystemLogLevel"] = fn.logging.system_level
+    conf["LogGroup"] = f"/aws/lambda/{fn.name}"
+    return conf
+
 
 class Invoker(Protocol):
     """What the Invoke API asks of the host (Host implements it)."""
@@ -393,6 +403,7 @@ class InvokeApi:
             "PackageType": "Image" if fn.is_image else "Zip",
             "Architectures": [fn.architecture],
             "EphemeralStorage": {"Size": fn.ephemeral_storage_mb},
+            "LoggingConfig": logging_config(fn),
         }
         if not fn.is_image:
             conf["Runtime"] = fn.lambda_runtime

@@ -55,6 +55,9 @@ def _error(status: int, error_type: str, message: str) -> Reply:
     return _json(status, {"errorMessage": message, "errorType": error_type})
 
 
+error_reply = _error     # for the other APIs on this listener (extensions_api.py)
+
+
 def _refused(exc: IllegalTransition, target: str) -> Reply:
     name = RAPID_NAMES.get(exc.state, exc.state.value)
     return _error(403, ERR_INVALID_STATE_TRANSITION,

@@ -63,6 +63,7 @@ class _Fake:
     exit_info: ExitInfo | None = None
     ended: bool = False
     listener: socket.socket | None = None
+    execs: list[asyncio.Task] = field(default_factory=list)
 
 
 class FakeBackend:
@@ -79,6 +80,8 @@ class FakeBackend:
         self._addresses = (f"127.0.{n // 250 + 1}.{n % 250 + 2}" for n in itertools.count())
         self._ids = itertools.count(1)
         self.opened = self.closed = False
+        # What `exec` runs, by path (argv[0]): tests put fake extensions here.
+        self.exec_programs: dict[str, Program] = {}
 
     # --- the host's lifetime ---------------------------------------------------
     @property
@@ -134,6 +137,27 @@ class FakeBackend:
         state.exit_info = info
         if self._on_exit is not None:
             asyncio.get_running_loop().call_soon(self._on_exit, container.id, info)
+
+    async def exec(self, container: Container, argv: list[str], env: dict[str, str],
+                   on_output: Callable[[bytes], None], on_exit: Callable[[int], None]) -> None:
+        state: _Fake = container.backend_state
+        self.calls.append(("exec " + argv[0], container.name))
+        program = self.exec_programs.get(argv[0])
+        if program is None:
+            raise BackendError(f"fake: nothing to run at {argv[0]}")
+        process = FakeProcess(container, state.spec, dict(env), code_dir=state.spec.code_dir,
+                              opt_dir=state.spec.opt_dir)
+
+        async def run() -> None:
+            try:
+                code = await program(process)
+            except asyncio.CancelledError:
+                code = KILLED
+            except Exception:
+                code = 1
+            on_exit(int(code))
+
+        state.execs.append(asyncio.create_task(run()))
 
     async def listen_inside(self, container: Container, port: int):
         if not self.loopback_listener:
@@ -193,6 +217,8 @@ class FakeBackend:
         state: _Fake = container.backend_state
         if state.task is not None and not state.task.done():
             state.task.cancel()
+        for task in state.execs:                 # its other processes die with it
+            task.cancel()
         self._exited(container, ExitInfo(exit_code, oom))
 
     async def signal(self, container: Container, signal_name: str) -> None:

@@ -55,15 +55,45 @@ RESERVED_ENV = frozenset({
 KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
-    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers",
+    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers", "logging",
 })
 # What the price table knows; sandboxes run on this machine's own CPU either way.
 ARCHITECTURES = ("x86_64", "arm64")
 MAX_IDLE_TTL_S = 7 * 24 * 3600
 
+# Lambda's LoggingConfig (docs/spec-additions.md §4): the values its API takes,
+# as it spells them. Levels are allowed only with the JSON format.
+LOG_FORMAT_TEXT = "Text"
+LOG_FORMAT_JSON = "JSON"
+LOG_FORMATS = (LOG_FORMAT_JSON, LOG_FORMAT_TEXT)     # as the API lists them
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+DEFAULT_LOG_LEVEL = "INFO"           # both levels, when the format is JSON and a level is not given
+LOGGING_FIELDS = ("format", "application_level", "system_level")
+
 
 class ConfigError(ValueError):
     """A function folder that cannot be served; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """`logging = {...}` in function.toml: Lambda's advanced logging controls.
+
+    The levels are None in Text format (Lambda has none there) and never
+    None in JSON format (INFO unless given)."""
+    format: str = LOG_FORMAT_TEXT
+    application_level: str | None = None
+    system_level: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_json:
+            object.__setattr__(self, "application_level", self.application_level or DEFAULT_LOG_LEVEL)
+            object.__setattr__(self, "system_level", self.system_level or DEFAULT_LOG_LEVEL)
+
+    @property
+    def is_json(self) -> bool:
+        return self.format == LOG_FORMAT_JSON
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,7 @@ class FunctionConfig:
     architecture: str = "x86_64"       # prices only: the code runs on this machine's CPU
     layers: tuple[Path, ...] = ()      # folders or .zip files, extracted in order under /opt (later ones win)
     bootstrap: str = "/var/task/bootstrap"   # provided runtimes: where the bootstrap is (a layer's: /opt/bootstrap)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def lambda_runtime(self) -> str:
@@ -143,6 +174,34 @@ def _layers(path: Path, folder: Path, raw: dict) -> tuple[Path, ...]:
             raise _refuse(path, "layers", entry, "expected a folder or a .zip file")
         layers.append(layer)
     return tuple(layers)
+
+
+def _logging(path: Path, raw: dict) -> LoggingConfig:
+    """`logging = { format = "JSON", application_level = "WARN", system_level = "INFO" }`."""
+    value = raw.get("logging", {})
+    if not isinstance(value, dict):
+        raise _refuse(path, "logging", value, 'expected a table, e.g. logging = { format = "JSON", '
+                      'application_level = "WARN" }')
+    unknown = sorted(set(value) - set(LOGGING_FIELDS))
+    if unknown:
+        raise _refuse(path, f"logging.{unknown[0]}", value[unknown[0]],
+                      f"known fields are {', '.join(LOGGING_FIELDS)}")
+    log_format = value.get("format", LOG_FORMAT_TEXT)
+    if log_format not in LOG_FORMATS:
+        raise _refuse(path, "logging.format", log_format, f"expected one of {', '.join(LOG_FORMATS)}, as Lambda "
+                      "spells them")
+    levels = {}
+    for name, allowed in (("application_level", APPLICATION_LOG_LEVELS), ("system_level", SYSTEM_LOG_LEVELS)):
+        level = value.get(name)
+        if level is None:
+            continue
+        if level not in allowed:
+            raise _refuse(path, f"logging.{name}", level, f"expected one of {', '.join(allowed)}")
+        if log_format != LOG_FORMAT_JSON:
+            raise _refuse(path, f"logging.{name}", level, f'log levels need format = "{LOG_FORMAT_JSON}"; Lambda '
+                          f'refuses a level when the log format is "{LOG_FORMAT_TEXT}"')
+        levels[name] = level
+    return LoggingConfig(format=log_format, **levels)
 
 
 def _bootstrap_in_layers(layers: tuple[Path, ...]) -> tuple[Path, bool] | None:
@@ -248,6 +307,8 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
     if not isinstance(description, str):
         raise _refuse(path, "description", description, "expected a string")
 
+    logging_config = _logging(path, raw)
+
     layers = _layers(path, folder, raw)
     if runtime == "image" and layers:
         raise _refuse(path, "layers", raw["layers"], "a container image function has no layers on Lambda; "
@@ -274,6 +335,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
         idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture, layers=layers, bootstrap=bootstrap_at,
+        logging=logging_config,
     )
 
 

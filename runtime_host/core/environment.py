@@ -14,6 +14,8 @@ from runtime_host.core.protocol import LATEST
 ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"
 EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
+LOG_FORMAT_ENV = "AWS_LAMBDA_LOG_FORMAT"
+LOG_LEVEL_ENV = "AWS_LAMBDA_LOG_LEVEL"
 
 # How our images start each managed runtime's interpreter: what a wrapper
 # script (AWS_LAMBDA_EXEC_WRAPPER) is handed, as Lambda hands it "the
@@ -36,9 +38,20 @@ def log_stream_name(version: str = LATEST) -> str:
     return time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{version}]{uuid.uuid4().hex}"
 
 
+def logging_env(fn: FunctionConfig) -> dict[str, str]:
+    """The log format always ("Text" or "JSON"), the application log level only
+    in JSON format, where Lambda has one (docs/spec-additions.md §4)."""
+    env = {LOG_FORMAT_ENV: fn.logging.format}
+    if fn.logging.is_json:
+        env[LOG_LEVEL_ENV] = fn.logging.application_level
+    return env
+
+
 def sandbox_env(fn: FunctionConfig, *, region: str, runtime_api: str,
                 initialization_type: str = ON_DEMAND, version: str = LATEST) -> dict[str, str]:
-    """spec §4.1, with the function's own variables (validated in config)."""
+    """spec §4.1, with the function's own variables (validated in config).
+    The function's own AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL win over
+    its logging table's, as RAPID lets them (docs/spec-additions.md §4)."""
     env = {
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
         "AWS_LAMBDA_FUNCTION_NAME": fn.name,
@@ -63,6 +76,7 @@ def sandbox_env(fn: FunctionConfig, *, region: str, runtime_api: str,
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{fn.lambda_runtime}"
     if fn.runtime.startswith("nodejs"):
         env["NODE_PATH"] = node_path(fn)
+    env.update(logging_env(fn))
     env.update(fn.environment)
     return env
 

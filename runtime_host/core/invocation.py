@@ -23,6 +23,7 @@ from runtime_host.core.streaming import StreamEnd
 class Stream(Protocol):
     """A response the runtime streams (scheduler/stream.py: ResponseStream)."""
     content_type: str
+    size: int
 
     def finish(self, end: StreamEnd) -> None: ...
 
@@ -99,6 +100,11 @@ class Invocation:
     max_memory_used_mb: int | None = None
     failure: Outcome | None = None            # why it ended badly, even after the caller had its answer
     stream_end: StreamEnd | None = None       # how a streamed response ended
+    response_started_at: float | None = None  # the runtime's response began (a stream: its first byte may follow)
+    produced_bytes: int = 0                   # the response's size, as the runtime sent it
+    # With extensions still working after the runtime is back in next, the
+    # invocation (and its Duration) runs on until they are too (spec §3.3).
+    extensions_done_at: float | None = None
     # The end of its log, at most LOG_TAIL_BYTES: all that X-Amz-Log-Result
     # carries. The whole log is in the function's log file (store/logs.py);
     # a function printing 100 MB must not cost the host 100 MB.
@@ -131,6 +137,8 @@ class Invocation:
         (its sandbox could not init) counts from when it was received."""
         start = self.delivered_at if self.delivered_at is not None else self.received_at
         end = self.responded_at or self.ended_at or time.monotonic()
+        if self.extensions_done_at is not None:
+            end = max(end, self.extensions_done_at)
         return max(0.0, (end - start) * 1000)
 
     # --- moves; each goes through the table in states.py ---------------------
@@ -143,14 +151,17 @@ class Invocation:
 
     def respond(self, outcome: Outcome) -> None:
         self.life.apply(InvocationEvent.RESULT)
+        self.response_started_at = time.monotonic()
+        self.produced_bytes = len(outcome.body)
         if outcome.stream is None:            # a stream's duration runs on to its end (stream_ended)
-            self.responded_at = time.monotonic()
+            self.responded_at = self.response_started_at
         self._answer(outcome)
 
     def stream_ended(self, end: StreamEnd) -> None:
         """The runtime's streamed response is over (its last chunk, or cut)."""
         if self.stream_end is None:
             self.stream_end = end
+            self.produced_bytes = self.answer.stream.size if self.answer is not None else 0
             if self.responded_at is None:
                 self.responded_at = time.monotonic()
 

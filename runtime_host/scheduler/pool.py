@@ -36,6 +36,8 @@ from runtime_host.core.billing import billed_duration_ms, bytes_to_mb_rounded_up
 from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
 from runtime_host.core.environment import ON_DEMAND, PROVISIONED, runtime_command, sandbox_env
 from runtime_host.core.exits import SIGKILL_EXIT_CODE
+from runtime_host.core.extensions import (EXTENSIONS_DIR, FAILURE, SHUTDOWN, SPINDOWN, TIMEOUT, extension_env,
+                                          shutdown_event, shutdown_window_ms)
 from runtime_host.core.invocation import Outcome, platform_error
 from runtime_host.core.protocol import LATEST, LOOPBACK_RUNTIME_API, SANDBOX_FAILURE, SANDBOX_TIMEDOUT
 from runtime_host.core.rules import ledger_outcome
@@ -66,6 +68,7 @@ class FunctionPool:
         self.idle: list[Sandbox] = []             # READY/FROZEN, most recently used last
         self._waiting: deque[asyncio.Future[Sandbox]] = deque()   # invocations waiting for a returning sandbox
         self.freeze_enabled = function.freeze and ctx.settings.freeze
+        self._extension_names: list[str] | None = None
         self.idle_ttl_s = function.idle_ttl_s or ctx.settings.idle_ttl_s
 
     # --- invoking -----------------------------------------------------------
@@ -215,6 +218,9 @@ class FunctionPool:
         sandbox.launching()
         await backend.start(container)
         sandbox.launched()
+        # Without a stem the runtime is already running: its extensions start
+        # beside it (a stem holds the runtime back until they registered).
+        await self._launch_extensions(sandbox, self._container_spec(sandbox).env)
 
     async def _start_from_stem(self, sandbox: Sandbox, stem) -> None:
         """A running stem cell becomes this sandbox: no container start on
@@ -224,10 +230,44 @@ class FunctionPool:
         if sandbox.runtime_server is not None:        # its own loopback listener
             spec.env["AWS_LAMBDA_RUNTIME_API"] = LOOPBACK_RUNTIME_API
         sandbox.launching()
+        await self._launch_extensions(sandbox, spec.env)
         await self.ctx.stems.specialize(stem, self.function, spec.env, spec.command)
         sandbox.launched()
         # So the engine's own listing names its function (off the invocation's path).
         self.ctx.track(self.ctx.backend.rename(sandbox.container, spec.name))
+
+    async def _launch_extensions(self, sandbox: Sandbox, runtime_env: dict[str, str]) -> None:
+        """Starts every file in the layers' /opt/extensions, as RAPID does,
+        and returns once each has registered (spec §3.1: extension init
+        comes before runtime init). Raises InitFailed if one fails first."""
+        if self._extension_names is None:        # the layers are put together when the host starts
+            self._extension_names = external_extensions(self.ctx.opt_dirs.get(self.function.name))
+        names = self._extension_names
+        if not names:
+            return
+        extensions = sandbox.extensions
+        extensions.expect(names)
+        env = extension_env(runtime_env)
+        for name in names:
+            await self.ctx.backend.exec(
+                sandbox.container, [f"{EXTENSIONS_DIR}/{name}"], env,
+                on_output=lambda data, name=name: sandbox.extension_output(name, data),
+                on_exit=lambda code, name=name: sandbox.extension_exited(name, code))
+        registered = asyncio.ensure_future(extensions.all_registered())
+        failed = asyncio.ensure_future(asyncio.shield(sandbox.ready))
+        try:
+            await asyncio.wait((registered, failed), timeout=self.ctx.settings.init_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            registered.cancel()
+            if not failed.done():
+                failed.cancel()
+        if sandbox.ready.done() and sandbox.ready.exception() is not None:
+            raise sandbox.ready.exception()
+        if not sandbox.ready.done() and (not registered.done() or registered.cancelled()):
+            missing = sorted(set(names) - {e.name for e in extensions.by_id.values()})
+            raise InitFailed(SANDBOX_TIMEDOUT, f"extensions did not register within "
+                             f"{self.ctx.settings.init_timeout_s:.2f} seconds: {', '.join(missing)}")
 
     def _container_spec(self, sandbox: Sandbox) -> ContainerSpec:
         fn = self.function
@@ -246,6 +286,12 @@ class FunctionPool:
         GET next: from here the sandbox gets no CPU until it is thawed."""
         if not self.freeze_enabled or sandbox.state is not SandboxState.READY or sandbox not in self.idle:
             return
+        last = sandbox.last_invocation
+        if sandbox.telemetry.subscribers and (not sandbox.telemetry.idle() or (
+                last is not None and not last.reported.done())):   # its extensions get the invocation's records first
+            sandbox.freeze_timer = asyncio.get_running_loop().call_later(
+                self.ctx.settings.freeze_grace_s, self._freeze, sandbox)
+            return
         sandbox.freeze()
 
     # --- the end of an invocation --------------------------------------------
@@ -254,10 +300,10 @@ class FunctionPool:
         failed = inv.fail(platform_error(inv.request_id, SANDBOX_TIMEDOUT, logformat.timeout_message(timeout_s),
                                          status="timeout"))
         if failed:
-            line = logformat.timeout_line(inv.request_id, timeout_s)
+            line = logformat.timeout_lines(self.function.logging, inv.request_id, timeout_s)
             inv.append_log(line)
             self.ctx.log_writer.write(self.function.name, line)
-            self.destroy_soon(sandbox)
+            self.destroy_soon(sandbox, reason=TIMEOUT)
 
     def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
         """END and REPORT once the invocation has ended and its output has
@@ -286,10 +332,20 @@ class FunctionPool:
             status = failure.status if failure else "success"
             report = report_line(inv.request_id, inv.duration_ms, fn.memory_mb, used_mb, inv.init_duration_ms,
                                  status=status, error_type=failure.error_type if failure else None)
-            text = logformat.end_line(inv.request_id) + (report + "\n").encode()
-            inv.append_log(text)
-            self.ctx.log_writer.write(fn.name, text)
+            text = logformat.end_lines(fn.logging, inv.request_id, report, status=status, duration_ms=inv.duration_ms,
+                                       memory_mb=fn.memory_mb, max_memory_used_mb=used_mb,
+                                       init_duration_ms=inv.init_duration_ms,
+                                       error_type=failure.error_type if failure else None)
+            if text:                          # a JSON function's system level may keep none of it
+                inv.append_log(text)
+                self.ctx.log_writer.write(fn.name, text)
             inv.report = report
+            if sandbox.telemetry.subscribers:
+                sandbox.telemetry.emit("platform.end", {"requestId": inv.request_id})   # Logs API only
+                sandbox.telemetry.emit("platform.report", logformat.report_record(
+                    inv.request_id, status, inv.duration_ms, fn.memory_mb, used_mb, inv.init_duration_ms,
+                    failure.error_type if failure else None))
+                sandbox.telemetry.flush_all()     # the invocation's records go before it is frozen
         except Exception:                     # never leave a Tail caller waiting for a REPORT
             log.exception("could not write the REPORT of %s", inv.request_id)
         finally:
@@ -326,6 +382,9 @@ class FunctionPool:
             self.idle.remove(sandbox)
         self.destroy_soon(sandbox)
 
+    def sandbox_broken(self, sandbox: Sandbox) -> None:
+        self.destroy_soon(sandbox, reason=FAILURE)
+
     # --- provisioned concurrency, reaping, removal ----------------------------
     async def provision(self) -> None:
         """Starts, initializes and freezes `provisioned_concurrency` sandboxes
@@ -357,7 +416,9 @@ class FunctionPool:
                 self.idle.remove(sandbox)
                 self.destroy_soon(sandbox, graceful=True)
 
-    def destroy_soon(self, sandbox: Sandbox, graceful: bool = False, wait_exit_s: float = 0.0) -> None:
+    def destroy_soon(self, sandbox: Sandbox, graceful: bool = False, wait_exit_s: float = 0.0,
+                     reason: str = SPINDOWN) -> None:
+        """`reason`: what extensions subscribed to SHUTDOWN are told (spec §3.5)."""
         if sandbox.removing:
             return
         sandbox.removing = True
@@ -368,9 +429,27 @@ class FunctionPool:
             sandbox.life.apply(SandboxEvent.SHUTDOWN)
         if sandbox in self.idle:
             self.idle.remove(sandbox)
-        self.ctx.track(self._destroy(sandbox, graceful, wait_exit_s))
+        self.ctx.track(self._destroy(sandbox, graceful, wait_exit_s, reason))
 
-    async def _destroy(self, sandbox: Sandbox, graceful: bool, wait_exit_s: float = 0.0) -> None:
+    async def _shutdown_extensions(self, sandbox: Sandbox, reason: str) -> None:
+        """SHUTDOWN to the extensions registered for it, then up to Lambda's
+        window (spec §3.5) for them to finish (back in next, or exited)."""
+        extensions = sandbox.extensions
+        extensions.shutting_down = True
+        if not extensions.subscribers(SHUTDOWN) or sandbox.container is None or sandbox.state is SandboxState.DEAD:
+            return
+        window_s = shutdown_window_ms(extensions.count(external=True), extensions.count(external=False)) / 1000
+        await self.ctx.backend.thaw(sandbox.container)
+        done = asyncio.get_running_loop().create_future()
+        extensions.deliver(SHUTDOWN, shutdown_event(reason, int((time.time() + window_s) * 1000)))
+        extensions.when_idle(lambda: done.done() or done.set_result(None))
+        try:
+            await asyncio.wait_for(done, window_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _destroy(self, sandbox: Sandbox, graceful: bool, wait_exit_s: float = 0.0,
+                       reason: str = SPINDOWN) -> None:
         """SIGTERM and a grace period when graceful, then the backend ends it
         (thawed first: a frozen process cannot die). Never raises: a sandbox
         that cannot be removed must not take the host down."""
@@ -384,6 +463,8 @@ class FunctionPool:
                     pass
             if sandbox.life.can(SandboxEvent.SHUTDOWN):
                 sandbox.life.apply(SandboxEvent.SHUTDOWN)
+            if sandbox.extensions.any:
+                await self._shutdown_extensions(sandbox, reason)
             if container is not None:
                 if graceful and sandbox.state is not SandboxState.DEAD:
                     await backend.thaw(container)
@@ -404,6 +485,7 @@ class FunctionPool:
             self.ctx.registry.remove(sandbox, container)
             if sandbox.runtime_server is not None:
                 sandbox.runtime_server.close()
+            await sandbox.telemetry.close()
             if (not self.ctx.stopping and self.function.provisioned_concurrency
                     and sandbox.initialization_type == PROVISIONED):
                 self.ctx.track(self.provision())   # Lambda keeps provisioned capacity up
@@ -415,3 +497,16 @@ class FunctionPool:
     async def shutdown(self) -> None:
         for sandbox in list(self.sandboxes.values()):
             self.destroy_soon(sandbox)
+
+
+def external_extensions(opt_dir) -> list[str]:
+    """The files a function's layers put in /opt/extensions, by name (RAPID
+    starts every non-directory entry, sorted, not recursively)."""
+    if opt_dir is None:
+        return []
+    folder = opt_dir / "extensions"
+    try:
+        return sorted(p.name for p in folder.iterdir() if not p.is_dir())
+    except OSError:
+        return []
+

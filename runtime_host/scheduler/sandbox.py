@@ -30,8 +30,13 @@ from runtime_host.backend.interface import Container, ContainerBackend, ExitInfo
 from runtime_host.core import logformat
 from runtime_host.core.environment import ON_DEMAND
 from runtime_host.core.exits import describe_exit, exit_error_type
+from runtime_host.core.extensions import INVOKE, invoke_event, registration_line
 from runtime_host.core.invocation import Outcome, keep_tail, platform_error
+from runtime_host.core.protocol import ACCOUNT_ID, LATEST
+from runtime_host.core.telemetry import span, subscription_line
 from runtime_host.scheduler.context import LogWriter
+from runtime_host.scheduler.extensions import Extension, SandboxExtensions
+from runtime_host.scheduler.telemetry import SandboxTelemetry, Subscriber
 from runtime_host.scheduler.invocation import LiveInvocation as Invocation
 from runtime_host.core.states import (IllegalTransition, InvocationEvent, InvocationState, SandboxEvent, SandboxLife,
                      SandboxState)
@@ -46,11 +51,19 @@ class SandboxListener(Protocol):
     def sandbox_dead(self, sandbox: "Sandbox") -> None:
         """Its container is gone."""
 
+    def sandbox_broken(self, sandbox: "Sandbox") -> None:
+        """It cannot go on (an extension failed): remove it (SHUTDOWN reason `failure`)."""
+
 
 # Output that arrives this long after an invocation ended still belongs to it
 # (a container's output is copied asynchronously); the pool's END/REPORT wait
 # at most as long for it.
 LATE_OUTPUT_S = 0.1
+
+
+# How long an extension's process exit waits for news of its container's
+# exit before it counts as a crash (see extension_exited).
+EXTENSION_EXIT_SETTLE_S = 0.2
 
 
 class InvalidRequestId(Exception):
@@ -104,6 +117,13 @@ class Sandbox:
         self.freeze_timer: asyncio.TimerHandle | None = None   # the pool's freeze grace, from the last release
         self.removing = False                      # the pool has begun removing it
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Extensions and telemetry (spec §8): any sandbox may have internal
+        # extensions; external ones are started by the pool from /opt/extensions.
+        self.extensions = SandboxExtensions(function.name, LATEST, function.handler, ACCOUNT_ID)
+        self.extensions.on_failure = self._extension_failed
+        self.extensions.on_registered = self._extension_registered
+        self.telemetry = SandboxTelemetry(lambda: self.address)
+        self.telemetry.on_subscribed = self._subscribed
 
     @property
     def container_id(self) -> str | None:
@@ -123,10 +143,11 @@ class Sandbox:
         container.on_output = self.on_output
 
     def launching(self) -> None:
-        """Called just before the runtime is started: from here on it may
-        call the Runtime API."""
+        """Called just before the runtime (and its extensions) are started:
+        from here on they may call the Runtime API."""
         self.life.apply(SandboxEvent.LAUNCH)
         self.init_started_at = time.monotonic()
+        self.telemetry.emit("platform.initStart", {"initializationType": self.initialization_type, "phase": "init"})
 
     def launched(self) -> None:
         """The runtime runs. Init Duration counts from its process's exec,
@@ -146,14 +167,14 @@ class Sandbox:
         state = self.life.state
         if state is SandboxState.INITIALIZING:
             self.life.apply(SandboxEvent.RUNTIME_READY)
-            self.ready_at = time.monotonic()
-            self.init_duration_ms = (self.ready_at - self.init_started_at) * 1000
-            self.ready.set_result(None)
+            self.extensions.close_registration()
+            # The init ends when the runtime and every extension are in their next (spec §3.1).
+            self.extensions.when_idle(self._init_done)
         elif state is SandboxState.BUSY:
             inv = self.invocation
             if inv.state in (InvocationState.PENDING, InvocationState.RUNNING):
                 return self._deliver(inv)          # first delivery, or RAPID's re-delivery
-            self._end_invocation(inv)
+            self._runtime_back(inv)
         elif state is not SandboxState.READY:      # INIT_FAILED, SHUTTING_DOWN, DEAD
             raise IllegalTransition("sandbox", state, SandboxEvent.RUNTIME_READY)
         # A second GET next while one is open (a runtime that polls twice, or
@@ -165,16 +186,58 @@ class Sandbox:
         inv = await self._waiter
         return self._deliver(inv)
 
+    def _init_done(self) -> None:
+        if self.ready.done() or self.life.state not in (SandboxState.READY, SandboxState.FROZEN):
+            return
+        self.ready_at = time.monotonic()
+        self.init_duration_ms = (self.ready_at - self.init_started_at) * 1000
+        self.ready.set_result(None)
+        kind = self.initialization_type
+        self.telemetry.emit("platform.initRuntimeDone", {"initializationType": kind, "phase": "init",
+                                                         "status": "success"})
+        self.telemetry.emit("platform.initReport", {"initializationType": kind, "phase": "init", "status": "success",
+                                                    "metrics": {"durationMs": round(self.init_duration_ms, 3)}})
+        self.telemetry.end_backlog()
+
     def _deliver(self, inv: Invocation) -> Invocation:
         first = inv.state is InvocationState.PENDING
         inv.deliver()
         if first:
             if self.invocations_served == 0 and self.init_log:
                 inv.append_log(self.init_log)      # a cold start's tail shows its init output
-            line = logformat.start_line(inv.request_id)
-            inv.append_log(line)
-            self.log_writer.write(self.function.name, line)
+            line = logformat.start_lines(self.function.logging, inv.request_id)
+            if line:                               # a JSON function's system level may drop it
+                inv.append_log(line)
+                self.log_writer.write(self.function.name, line)
+            self.telemetry.emit("platform.start", {"requestId": inv.request_id, "version": LATEST})
         return inv
+
+    def _runtime_back(self, inv: Invocation) -> None:
+        """The runtime, having answered, asks for the next event: the
+        invocation ends now, or once every extension is back in its next."""
+        self._runtime_done(inv)
+        if self.extensions.idle():
+            self._end_invocation(inv)
+        else:
+            self.extensions.when_idle(lambda: self._extensions_back(inv))
+
+    def _extensions_back(self, inv: Invocation) -> None:
+        if self.invocation is inv and inv.state is InvocationState.RESPONDED:
+            inv.extensions_done_at = time.monotonic()   # their time after the response is the invocation's
+            self._end_invocation(inv)
+
+    def _runtime_done(self, inv: Invocation, status: str = "success") -> None:
+        if not self.telemetry.subscribers:
+            return
+        start_epoch = inv.clock_started_epoch_ms / 1000
+        delivered = inv.delivered_at or inv.received_at
+        answered = inv.response_started_at or inv.responded_at or time.monotonic()
+        ended = inv.responded_at or time.monotonic()
+        self.telemetry.emit("platform.runtimeDone", {
+            "requestId": inv.request_id, "status": status,
+            "metrics": {"durationMs": round((ended - delivered) * 1000, 3), "producedBytes": inv.produced_bytes},
+            "spans": [span("responseLatency", start_epoch, (answered - delivered) * 1000),
+                      span("responseDuration", start_epoch + (answered - delivered), (ended - answered) * 1000)]})
 
     def _end_invocation(self, inv: Invocation) -> None:
         inv.runtime_next()
@@ -208,6 +271,9 @@ class Sandbox:
         self.life.apply(SandboxEvent.ASSIGN)
         self.invocation = inv
         inv.sandbox_id = self.id
+        if self.extensions.any:                    # at the same moment as the runtime (spec §3.3)
+            self.extensions.deliver(INVOKE, invoke_event(inv.request_id, inv.deadline_ms, inv.invoked_arn,
+                                                         inv.trace_id))
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(inv)
 
@@ -223,6 +289,57 @@ class Sandbox:
         elif self.invocations_served == 0:
             keep_tail(self.init_log, data)          # only a cold start's Tail shows it
         self.log_writer.write(self.function.name, data)
+        if self.telemetry.wants_logs:
+            self.telemetry.function_output(data)
+
+    # --- extensions ------------------------------------------------------------
+    async def extension_next(self, ext: Extension) -> dict:
+        return await self.extensions.next_event(ext)
+
+    def extension_output(self, name: str, data: bytes) -> None:
+        """An external extension's output: the function's log, its own telemetry stream."""
+        inv = self.invocation
+        if inv is not None and inv.state is not InvocationState.PENDING:
+            inv.append_log(data)
+        self.log_writer.write(self.function.name, data)
+        if self.telemetry.wants_logs:
+            self.telemetry.extension_output(name, data)
+
+    def extension_exited(self, name: str, exit_code: int) -> None:
+        self.extensions.process_exited(name)
+        if self.extensions.shutting_down:
+            return
+        # Its process may end a moment before its container's exit is known
+        # (both die together): only one that outlives that moment crashed.
+        asyncio.get_running_loop().call_later(EXTENSION_EXIT_SETTLE_S, self._extension_exit_settled, name, exit_code)
+
+    def _extension_exit_settled(self, name: str, exit_code: int) -> None:
+        if self.life.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD) and not self.removing:
+            self.extensions.crashed(name, exit_code)
+
+    def _extension_registered(self, ext: Extension) -> None:
+        line = registration_line(ext.name, ext.events)
+        self.log_writer.write(self.function.name, line)
+        keep_tail(self.init_log, line)
+        self.telemetry.emit("platform.extension", {"name": ext.name, "state": "Ready", "events": sorted(ext.events)})
+
+    def _subscribed(self, sub: Subscriber) -> None:
+        types = sorted(sub.request.types)
+        line = subscription_line(sub.name, types)
+        self.log_writer.write(self.function.name, line)
+        event = "platform.telemetrySubscription" if sub.request.api == "telemetry" else "platform.logsSubscription"
+        self.telemetry.emit(event, {"name": sub.name, "state": "Subscribed", "types": types})
+
+    def _extension_failed(self, error_type: str, detail: str) -> None:
+        """An extension crashed or reported an error: the init fails, or the
+        invocation it held, and the sandbox is reset (spec §3.4)."""
+        if not self.ready.done():
+            self.ready.set_exception(InitFailed(error_type, detail))
+            return
+        inv = self.invocation
+        if inv is not None:
+            inv.fail(platform_error(inv.request_id, error_type, detail, status="error"))
+        self.listener.sandbox_broken(self)
 
     # --- freezing (the pool decides when; the backend does it) ---------------
     def freeze(self) -> bool:
@@ -264,4 +381,6 @@ class Sandbox:
             self._waiter.exception()           # retrieved: nobody may be waiting any more
         if not self.exited.done():
             self.exited.set_result(None)
+        self.extensions.shutting_down = True
+        self.extensions.wake_all()
         self.listener.sandbox_dead(self)

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -246,6 +247,28 @@ class DockerBackend:
         info = await self.engine.run(self.engine.exit_info, container_id)
         on_exit(container_id, ExitInfo(exit_code, bool(info and info.oom_killed)))
 
+    async def exec(self, container: Container, argv: list[str], env: dict[str, str],
+                   on_output: Callable[[bytes], None], on_exit: Callable[[int], None]) -> None:
+        # One thread per process for as long as it runs (an extension lives as
+        # long as its sandbox): the engine's pool of threads is for short calls.
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def deliver(data: bytes) -> None:
+            loop.call_soon_threadsafe(on_output, data)
+
+        def run() -> None:
+            loop.call_soon_threadsafe(_settle, started, None)
+            try:
+                code = self.engine.exec_streaming(container.id, argv, env, deliver)
+            except BackendError as exc:
+                log.warning("%s", exc)
+                code = -1
+            loop.call_soon_threadsafe(on_exit, code)
+
+        threading.Thread(target=run, name=f"exec-{argv[0].rsplit('/', 1)[-1]}", daemon=True).start()
+        await started
+
     async def signal(self, container: Container, signal_name: str) -> None:
         await self.engine.run(self.engine.kill, container.id, signal_name)
 
@@ -284,3 +307,8 @@ class DockerBackend:
         if state.cgroups is not None:
             state.cgroups.close()
         state.freezer = state.cgroups = None
+
+
+def _settle(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -193,6 +193,8 @@ class DockerEngine:
             pids_limit=PIDS_LIMIT,
             ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
             network_mode=network.name,
+            # Telemetry API subscribers listen on sandbox.localdomain, as on Lambda (spec §8.2).
+            extra_hosts={"sandbox.localdomain": spec.ip} if spec.ip else None,
             # The host reads output through its attach stream and keeps it in its
             # own log files; a Docker log driver would write every line a second
             # time (about 0.1 ms of dockerd CPU per line on our machines).
@@ -230,6 +232,23 @@ class DockerEngine:
             self.api.kill(container_id, signal=signal)
         except docker.errors.APIError:
             pass   # already stopped or gone: what we wanted
+
+    def exec_streaming(self, container_id: str, argv: list[str], env: dict[str, str],
+                       on_output: Callable[[bytes], None]) -> int:
+        """Runs argv inside the container (as its user, beside its first
+        process) and passes its output on as it comes; blocks until the
+        process ends and returns its exit status. For a thread of its own."""
+        try:
+            exec_id = self.api.exec_create(container_id, argv, environment=env, user=SANDBOX_USER,
+                                           workdir="/opt", stdout=True, stderr=True)["Id"]
+            for chunk in self.api.exec_start(exec_id, stream=True):
+                on_output(chunk)
+            return int(self.api.exec_inspect(exec_id).get("ExitCode") or 0)
+        except docker.errors.APIError as exc:
+            raise BackendError(f"cannot run {argv[0]} in container {container_id[:12]}: "
+                               f"{exc.explanation or exc}") from None
+        except (requests.exceptions.ConnectionError, OSError) as exc:
+            raise BackendError(f"lost the Docker engine while running {argv[0]}: {exc}") from None
 
     def rename(self, container_id: str, name: str) -> None:
         try:
