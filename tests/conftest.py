@@ -82,7 +82,7 @@ def docker_engine() -> None:
 
 
 @pytest.fixture(scope="session")
-def functions_dir(tmp_path_factory, awslambdaric_function) -> Path:
+def functions_dir(tmp_path_factory, awslambdaric_function, node_ric_functions) -> Path:
     """examples/* and tests/functions/* side by side, as `serve --functions` takes them.
 
     A test function whose folder holds a CODE_FROM file shares its code with
@@ -100,6 +100,8 @@ def functions_dir(tmp_path_factory, awslambdaric_function) -> Path:
             else:
                 (root / folder.name).symlink_to(folder)
     (root / awslambdaric_function.name).symlink_to(awslambdaric_function)
+    for folder in sorted(node_ric_functions.iterdir()):
+        (root / folder.name).symlink_to(folder)
     return root
 
 
@@ -214,3 +216,11 @@ def awslambdaric_function(docker_engine, tmp_path_factory) -> Path:
     (fn / "function.toml").write_text(
         f'runtime = "image"\nimage = "{tag}"\nhandler = "app.handler"\nmemory_mb = 256\ntimeout_s = 5\n')
     return fn
+
+
+@pytest.fixture(scope="session")
+def node_ric_functions(docker_engine, tmp_path_factory) -> Path:
+    """node-ric, node-ric-fail, node-ric-stream: AWS's Node RIC (npm aws-lambda-ric) image (tests/ric_node.py)."""
+    from tests.ric_node import build_node_ric_function
+
+    return build_node_ric_function(tmp_path_factory)
