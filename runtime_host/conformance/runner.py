@@ -46,7 +46,8 @@ PROBE_CODE = {
                    "  remaining_ms: context.getRemainingTimeInMillis(),\n  now_ms: Date.now(),\n});\n"),
 }
 BIG_EVENT_TIMEOUT_S = 60
-VARIANTS = ("first", "headers", "payloads", "errors", "bad-handler", "freeze", "sigterm", "sandbox", "events", "probe")
+VARIANTS = ("first", "headers", "payloads", "errors", "bad-handler", "freeze", "sigterm", "sandbox", "events", "probe",
+            "concurrent")
 SANDBOX_MEMORY_MB = 128           # "lives within the sandbox" runs at Lambda's smallest size
 FIRST_CONTACT_INVOCATIONS = 3
 EXIT_WAIT_S = 2.0                 # how long to wait for a sandbox's exit to be reported

@@ -667,6 +667,42 @@ async def user_events(ctx: Context) -> Verdict:
 
 
 # --- every refusal accounted for ------------------------------------------------------------------
+@scenario("serves-concurrently",
+          expected="with max_concurrency = N (AWS_LAMBDA_MAX_CONCURRENCY), N GET next loops wait at once and N "
+                   "invocations sent at once are each answered with their own id",
+          hint="read AWS_LAMBDA_MAX_CONCURRENCY and run that many loops of GET next -> handler -> POST result, "
+               "each on its own connection (a thread or an async task each)")
+async def serves_concurrently(ctx: Context) -> Verdict:
+    """The sign of N loops is N GET next calls open at once while the runtime
+    has nothing to do: a runtime with one loop keeps one open, whatever its
+    handler's speed. N invocations at once must then all be answered."""
+    n = ctx.function.max_concurrency
+    if n <= 1:
+        return "skip", "max_concurrency is 1 (Lambda's on-demand model): one loop is all a runtime needs", None
+    if (skip := await gate(ctx)) is not None:
+        return skip
+    name = ctx.variants["concurrent"].name
+    runs = await asyncio.gather(*(ctx.invoke("concurrent", b'{"conformance": "serves-concurrently"}')
+                                  for _ in range(n)))
+    unanswered = [r for r in runs if not r.answered]
+    if unanswered:
+        return "fail", (f"{len(unanswered)} of {n} invocations sent at once were not answered: "
+                        f"{describe_outcome(unanswered[0])}"), None
+    waiting = 0
+    deadline = asyncio.get_running_loop().time() + STATE_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        waiting = sum(1 for c in ctx.observer.of(name) if c["path"].endswith("/runtime/invocation/next")
+                      and c["done_epoch_ms"] is None)
+        if waiting >= n:
+            break
+        await asyncio.sleep(0.05)
+    sandboxes = len({r.inv.sandbox_id for r in runs})
+    if waiting < n:
+        return "fail", (f"only {waiting} GET next call(s) waiting at once where max_concurrency is {n}: the runtime "
+                        f"serves its invocations one loop at a time ({n} invocations took {sandboxes} sandbox(es))"), None
+    return "pass", f"{waiting} GET next loops waiting at once; {n} invocations at once answered in {sandboxes} sandbox", None
+
+
 @scenario("no-refused-calls",
           expected="every Runtime API call accepted, except those a scenario provoked (results and paths are "
                    "judged by answers-its-id and asks-for-work)",

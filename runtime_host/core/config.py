@@ -50,13 +50,17 @@ RESERVED_ENV = frozenset({
     "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
     "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "AWS_LAMBDA_MAX_CONCURRENCY",           # from max_concurrency
 })
 
 KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
-    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers", "logging",
+    "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers", "logging", "max_concurrency",
 })
+# Invocations one sandbox takes at once (Lambda Managed Instances' multi-concurrency;
+# 1 = Lambda's on-demand model). Upper bound: ours (docs/spec-additions.md §5).
+MAX_CONCURRENCY_RANGE = (1, 64)
 # What the price table knows; sandboxes run on this machine's own CPU either way.
 ARCHITECTURES = ("x86_64", "arm64")
 MAX_IDLE_TTL_S = 7 * 24 * 3600
@@ -116,6 +120,7 @@ class FunctionConfig:
     layers: tuple[Path, ...] = ()      # folders or .zip files, extracted in order under /opt (later ones win)
     bootstrap: str = "/var/task/bootstrap"   # provided runtimes: where the bootstrap is (a layer's: /opt/bootstrap)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    max_concurrency: int = 1     # invocations one sandbox serves at once (AWS_LAMBDA_MAX_CONCURRENCY)
 
     @property
     def lambda_runtime(self) -> str:
@@ -292,6 +297,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         raise _refuse(path, "environment", "...", f"all variables together must fit in {MAX_ENVIRONMENT_BYTES} bytes")
 
     provisioned = _int_in_range(path, raw, "provisioned_concurrency", 0, 0, reserved)
+    max_concurrency = _int_in_range(path, raw, "max_concurrency", 1, *MAX_CONCURRENCY_RANGE)
     idle_ttl_s = raw.get("idle_ttl_s")
     if idle_ttl_s is not None:
         idle_ttl_s = _int_in_range(path, raw, "idle_ttl_s", 0, 1, MAX_IDLE_TTL_S)
@@ -335,7 +341,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
         idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture, layers=layers, bootstrap=bootstrap_at,
-        logging=logging_config,
+        logging=logging_config, max_concurrency=max_concurrency,
     )
 
 

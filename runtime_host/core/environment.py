@@ -77,6 +77,8 @@ def sandbox_env(fn: FunctionConfig, *, region: str, runtime_api: str,
     if fn.runtime.startswith("nodejs"):
         env["NODE_PATH"] = node_path(fn)
     env.update(logging_env(fn))
+    if fn.max_concurrency > 1:               # Lambda Managed Instances: run that many next loops
+        env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(fn.max_concurrency)
     env.update(fn.environment)
     return env
 

@@ -44,6 +44,7 @@ from runtime_host.core.rules import ledger_outcome
 from runtime_host.core.states import InvocationState, SandboxEvent, SandboxState
 from runtime_host.scheduler.context import SandboxStartFailed, SchedulerContext, Throttled
 from runtime_host.scheduler.invocation import LiveInvocation as Invocation
+from runtime_host.scheduler.concurrent import ConcurrentSandbox
 from runtime_host.scheduler.sandbox import LATE_OUTPUT_S, InitFailed, Sandbox
 from runtime_host.store.ledger import Record
 
@@ -76,10 +77,15 @@ class FunctionPool:
         """Runs one invocation to its outcome (what the caller gets), recorded
         in the ledger before it is returned. The rest of the invocation
         (END/REPORT) finishes in the background; await `inv.reported` for it."""
-        sandbox = await self._acquire()            # raises Throttled
+        if self.function.max_concurrency > 1:
+            sandbox = self._acquire_slot()         # raises Throttled
+            run = self._run_concurrent
+        else:
+            sandbox = await self._acquire()        # raises Throttled
+            run = self._run
         self._report_when_finished(sandbox, inv)
         try:
-            outcome = await self._run(sandbox, inv)
+            outcome = await run(sandbox, inv)
         except SandboxStartFailed:
             await self.ctx.ledger.record(self._ledger_record(sandbox, inv, inv.outcome.result()))
             raise
@@ -159,6 +165,76 @@ class FunctionPool:
         # and fail() leave a done future alone.
         return await inv.outcome
 
+    # --- several invocations in one sandbox (max_concurrency > 1) -------------------
+    def _acquire_slot(self) -> ConcurrentSandbox:
+        """A slot in a live sandbox with room (one already running first, then
+        one starting), or a new sandbox; raises Throttled."""
+        best = None
+        for sandbox in self.sandboxes.values():
+            if sandbox.removing or sandbox.free_slots <= 0 or sandbox.state in (SandboxState.SHUTTING_DOWN,
+                                                                                 SandboxState.DEAD,
+                                                                                 SandboxState.INIT_FAILED):
+                continue
+            running = sandbox.state in (SandboxState.READY, SandboxState.BUSY, SandboxState.FROZEN)
+            if best is None or (running and not best[0]):
+                best = (running, sandbox)
+        sandbox = best[1] if best is not None else self._reserve_new()
+        sandbox.reserve()
+        if sandbox in self.idle:
+            self.idle.remove(sandbox)
+        if sandbox.freeze_timer is not None:
+            sandbox.freeze_timer.cancel()
+        return sandbox
+
+    async def _run_concurrent(self, sandbox: ConcurrentSandbox, inv: Invocation) -> Outcome:
+        try:
+            if sandbox.state is SandboxState.STARTING and sandbox.bring_up is None:
+                inv.cold = True
+                sandbox.bring_up = asyncio.ensure_future(self._bring_up(sandbox))
+            if sandbox.bring_up is not None:
+                failure = await asyncio.shield(sandbox.bring_up)
+                if failure is not None:
+                    error_type, detail, status, body = failure
+                    inv.fail(Outcome(body=body, error_type=error_type, status=status) if body is not None
+                             else platform_error(inv.request_id, error_type, detail, status=status))
+                    if status == "failure":
+                        raise SandboxStartFailed(detail)
+                    return inv.outcome.result()
+                if inv.cold:
+                    inv.init_duration_ms = sandbox.init_duration_ms
+            elif sandbox.state is SandboxState.FROZEN:
+                await sandbox.thaw()
+            if sandbox.state not in (SandboxState.READY, SandboxState.BUSY):
+                inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, "the sandbox stopped before the event "
+                                        "could be handed over", status="failure"))
+                return inv.outcome.result()
+            inv.start_clock()
+            sandbox.assign(inv)
+        finally:
+            if inv.sandbox_id is None:
+                sandbox.unreserve()
+        timer = asyncio.get_running_loop().call_later(inv.timeout_s, self._on_deadline, sandbox, inv)
+        inv.finished.add_done_callback(lambda _: timer.cancel())
+        return await inv.outcome
+
+    async def _bring_up(self, sandbox: Sandbox) -> tuple[str, str, str, bytes | None] | None:
+        """Starts a sandbox for whoever waits on it: None once it is ready,
+        else (error type, detail, status, the runtime's own error body)."""
+        try:
+            await self._start(sandbox)
+            await asyncio.wait_for(asyncio.shield(sandbox.ready), self.ctx.settings.init_timeout_s)
+            return None
+        except InitFailed as exc:
+            self.destroy_soon(sandbox, wait_exit_s=INIT_ERROR_EXIT_WAIT_S if exc.body is not None else 0.0)
+            return exc.error_type, exc.detail, "error", exc.body
+        except asyncio.TimeoutError:
+            self.destroy_soon(sandbox)
+            return (SANDBOX_TIMEDOUT, f"Init timed out after {self.ctx.settings.init_timeout_s:.2f} seconds",
+                    "timeout", None)
+        except BackendError as exc:
+            self.destroy_soon(sandbox)
+            return SANDBOX_FAILURE, str(exc), "failure", None
+
     async def _acquire(self) -> Sandbox:
         sandbox = self._take_idle()
         if sandbox is not None:
@@ -197,7 +273,8 @@ class FunctionPool:
                     if not s.removing and s.state not in (SandboxState.SHUTTING_DOWN, SandboxState.DEAD))
         if alive >= self.function.reserved_concurrency:
             raise Throttled(self.function.name)
-        sandbox = Sandbox(self, self.function, uuid.uuid4().hex[:12], backend=self.ctx.backend,
+        kind = ConcurrentSandbox if self.function.max_concurrency > 1 else Sandbox
+        sandbox = kind(self, self.function, uuid.uuid4().hex[:12], backend=self.ctx.backend,
                           log_writer=self.ctx.log_writer, initialization_type=initialization_type)
         self.sandboxes[sandbox.id] = sandbox
         return sandbox
@@ -303,7 +380,12 @@ class FunctionPool:
             line = logformat.timeout_lines(self.function.logging, inv.request_id, timeout_s)
             inv.append_log(line)
             self.ctx.log_writer.write(self.function.name, line)
-            self.destroy_soon(sandbox, reason=TIMEOUT)
+            if isinstance(sandbox, ConcurrentSandbox):
+                # Its other invocations go on: only this one's slot is given up
+                # (a late result for it is refused as an unknown request id).
+                sandbox.drop(inv)
+            else:
+                self.destroy_soon(sandbox, reason=TIMEOUT)
 
     def _report_when_finished(self, sandbox: Sandbox, inv: Invocation) -> None:
         """END and REPORT once the invocation has ended and its output has
@@ -491,8 +573,8 @@ class FunctionPool:
                 self.ctx.track(self.provision())   # Lambda keeps provisioned capacity up
 
     def in_flight(self) -> list[Invocation]:
-        return [s.invocation for s in self.sandboxes.values() if s.invocation is not None
-                and s.invocation.state in (InvocationState.PENDING, InvocationState.RUNNING, InvocationState.RESPONDED)]
+        return [inv for s in self.sandboxes.values() for inv in s.held()
+                if inv.state in (InvocationState.PENDING, InvocationState.RUNNING, InvocationState.RESPONDED)]
 
     async def shutdown(self) -> None:
         for sandbox in list(self.sandboxes.values()):

@@ -117,6 +117,7 @@ class Sandbox:
         self.freeze_timer: asyncio.TimerHandle | None = None   # the pool's freeze grace, from the last release
         self.removing = False                      # the pool has begun removing it
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.bring_up: asyncio.Future | None = None    # its start, shared by whoever waits (max_concurrency > 1)
         # Extensions and telemetry (spec §8): any sandbox may have internal
         # extensions; external ones are started by the pool from /opt/extensions.
         self.extensions = SandboxExtensions(function.name, LATEST, function.handler, ACCOUNT_ID)
@@ -336,8 +337,7 @@ class Sandbox:
         if not self.ready.done():
             self.ready.set_exception(InitFailed(error_type, detail))
             return
-        inv = self.invocation
-        if inv is not None:
+        for inv in self.held():
             inv.fail(platform_error(inv.request_id, error_type, detail, status="error"))
         self.listener.sandbox_broken(self)
 
@@ -364,6 +364,15 @@ class Sandbox:
                 self.peak_memory_bytes = peak
         return self.peak_memory_bytes
 
+    def held(self) -> list[Invocation]:
+        """The invocations this sandbox holds now."""
+        return [self.invocation] if self.invocation is not None else []
+
+    def _no_more_events(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(SandboxGone(self.id))
+            self._waiter.exception()           # retrieved: nobody may be waiting any more
+
     def on_exit(self, info: ExitInfo) -> None:
         if self.life.state is SandboxState.DEAD:
             return
@@ -373,12 +382,9 @@ class Sandbox:
         detail = describe_exit(info.exit_code)
         if not self.ready.done():
             self.ready.set_exception(InitFailed(error_type, detail))
-        inv = self.invocation
-        if inv is not None:
+        for inv in self.held():
             inv.fail(platform_error(inv.request_id, error_type, detail, status="error"))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(SandboxGone(self.id))
-            self._waiter.exception()           # retrieved: nobody may be waiting any more
+        self._no_more_events()
         if not self.exited.done():
             self.exited.set_result(None)
         self.extensions.shutting_down = True

@@ -301,3 +301,27 @@ def test_sub_folders_without_function_toml_are_not_functions(tmp_path):
 def test_missing_root_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="no such folder"):
         load_functions(tmp_path / "nope")
+
+
+# --- max_concurrency (Lambda Managed Instances) ------------------------------
+
+def test_max_concurrency_defaults_to_one_and_is_passed_to_the_runtime(tmp_path):
+    from runtime_host.core.environment import sandbox_env
+
+    one = load_function(function_folder(tmp_path, "one", PYTHON))
+    many = load_function(function_folder(tmp_path, "many", PYTHON + "max_concurrency = 8\n"))
+    assert one.max_concurrency == 1 and many.max_concurrency == 8
+    assert "AWS_LAMBDA_MAX_CONCURRENCY" not in sandbox_env(one, region="us-east-1", runtime_api="x:1")
+    assert sandbox_env(many, region="us-east-1", runtime_api="x:1")["AWS_LAMBDA_MAX_CONCURRENCY"] == "8"
+
+
+@pytest.mark.parametrize("value", ["0", "65", '"4"'])
+def test_max_concurrency_out_of_range_is_refused_naming_it(tmp_path, value):
+    folder = function_folder(tmp_path, "bad", PYTHON + f"max_concurrency = {value}\n")
+    message = refusal(folder)
+    assert_names(message, folder, "max_concurrency", value.strip('"'), "64")
+
+
+def test_max_concurrency_cannot_be_set_through_the_environment(tmp_path):
+    folder = function_folder(tmp_path, "env", PYTHON + '[environment]\nAWS_LAMBDA_MAX_CONCURRENCY = "4"\n')
+    assert "reserved" in refusal(folder)
