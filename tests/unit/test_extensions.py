@@ -41,6 +41,7 @@ class FakeExtension:
         self.registered: dict | None = None
         self.received: list[dict] = []
         self.got_records = asyncio.Event()
+        self.subscribe_path = "/2022-07-01/telemetry"
 
     async def __call__(self, process) -> int:
         if self.crash_at_init:
@@ -62,7 +63,7 @@ class FakeExtension:
             runner = None
             if self.telemetry is not None:
                 runner = await self._listen(process.container.address)
-                async with http.put(f"{base}/2022-07-01/telemetry", json=self.telemetry, headers=headers) as r:
+                async with http.put(f"{base}{self.subscribe_path}", json=self.telemetry, headers=headers) as r:
                     assert r.status == 200, await r.text()
             try:
                 while True:
@@ -246,3 +247,25 @@ async def test_a_bad_subscription_is_a_validation_error_naming_the_field():
     assert outcome.error_type is None
     assert answers[0][0] == 400 and answers[0][1]["errorType"] == "ValidationError"
     assert "buffering.timeoutMs must be an integer from 25 to 30000" in answers[0][1]["errorMessage"]
+
+
+async def test_the_logs_api_serves_its_older_subscribers_their_own_event_types():
+    subscription = {"schemaVersion": "2021-03-18", "types": ["platform", "function"],
+                    "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+                    "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243/telemetry"}}
+
+    ext = FakeExtension("old-agent", events=["INVOKE"], telemetry=subscription)
+    ext.subscribe_path = "/2020-08-15/logs"
+    async with fake_host(with_extensions(ext)) as host:
+        install(host, ext)
+        inv, _ = await invoke(host, {"print": "a line"})
+        await asyncio.wait_for(inv.reported, WAIT_S)
+        await settle(host, until=lambda: any(r["type"] == "platform.report" for r in ext.received), timeout_s=WAIT_S)
+    types = [r["type"] for r in ext.received]
+    assert "platform.initStart" not in types and "platform.telemetrySubscription" not in types
+    assert types.index("platform.logsSubscription") < types.index("platform.start")
+    assert [t for t in types if t.startswith("platform.") and t not in ("platform.logsSubscription",
+                                                                         "platform.extension")] == [
+        "platform.start", "platform.runtimeDone", "platform.end", "platform.report"], types
+    assert {"type": "function", "record": "a line"}.items() <= next(
+        r for r in ext.received if r["type"] == "function").items()
