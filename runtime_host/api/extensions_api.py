@@ -18,6 +18,7 @@ from runtime_host.core.extensions import (ERR_MISSING_HEADER, EXTENSION_EXIT_ERR
                                           H_EXTENSION_NAME, ExtensionRefusal, check_identifier,
                                           parse_register_body)
 from runtime_host.core.telemetry import LOGS_API_VERSION, TELEMETRY_API_VERSION
+from runtime_host.scheduler.extensions import Extension
 from runtime_host.scheduler.sandbox import Sandbox
 
 BASE = f"/{EXTENSIONS_API_VERSION}/extension"
@@ -71,12 +72,17 @@ class ExtensionsApi:
     async def exit_error(self, request: Request, sandbox: Sandbox | None, _: str) -> Reply:
         return await self._error(request, sandbox, EXTENSION_EXIT_ERROR)
 
+    @staticmethod
+    async def _caller(request: Request, sandbox: Sandbox) -> tuple[bytes, Extension]:
+        """The body, and the extension the identifier header names; raises ExtensionRefusal."""
+        body, _ = await read_body(request, MAX_BODY_BYTES)
+        return body, sandbox.extensions.find(check_identifier(request.headers.get(H_EXTENSION_ID)))
+
     async def _error(self, request: Request, sandbox: Sandbox | None, failure_type: str) -> Reply:
         if sandbox is None:
             return _stranger(request)
-        body, _ = await read_body(request, MAX_BODY_BYTES)
         try:
-            ext = sandbox.extensions.find(check_identifier(request.headers.get(H_EXTENSION_ID)))
+            body, ext = await self._caller(request, sandbox)
             error_type = request.headers.get(H_EXTENSION_ERROR_TYPE)
             if not error_type:
                 raise ExtensionRefusal(403, ERR_MISSING_HEADER, f"Missing {H_EXTENSION_ERROR_TYPE} header")
@@ -97,9 +103,8 @@ class ExtensionsApi:
     async def _subscribe(self, request: Request, sandbox: Sandbox | None, api: str) -> Reply:
         if sandbox is None:
             return _stranger(request)
-        body, _ = await read_body(request, MAX_BODY_BYTES)
         try:
-            ext = sandbox.extensions.find(check_identifier(request.headers.get(H_EXTENSION_ID)))
+            body, ext = await self._caller(request, sandbox)
             sandbox.telemetry.subscribe(ext.name, api, body)
         except ExtensionRefusal as exc:
             return _refused(exc)

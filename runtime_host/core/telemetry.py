@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from runtime_host.core.extensions import ERR_INVALID_REQUEST_FORMAT, ExtensionRefusal
-from runtime_host.core.logformat import platform_event as event
 from runtime_host.core.logformat import utc_timestamp
 
 TELEMETRY_API_VERSION = "2022-07-01"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from runtime_host.core.extensions import (ERR_INVALID_NAME, ERR_INVALID_STATE, ERR_REGISTRATION_CLOSED, ERR_TOO_MANY,
-                                          ERR_UNKNOWN_ID, EXTENSION_CRASH, INVOKE, MAX_EXTENSIONS, SHUTDOWN,
+                                          ERR_UNKNOWN_ID, EXTENSION_CRASH, MAX_EXTENSIONS, SHUTDOWN,
                                           ERR_INVALID_EVENT_TYPE, ExtensionRefusal)
 
 

@@ -21,7 +21,8 @@ from typing import Callable
 import aiohttp
 
 from runtime_host.core.extensions import ExtensionRefusal
-from runtime_host.core.telemetry import (SubscriptionRequest, carried_by, category, event, parse_subscription)
+from runtime_host.core.logformat import platform_event as event
+from runtime_host.core.telemetry import SubscriptionRequest, carried_by, category, parse_subscription
 
 log = logging.getLogger("runtime_host.scheduler.telemetry")
 

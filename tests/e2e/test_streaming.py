@@ -14,10 +14,11 @@ from tests.conftest import DUMMY_AWS_ENV, VENV_BIN
 STREAMING = "sh-stream"
 
 
-def stream(client, payload: dict, **kwargs) -> tuple[dict, list[tuple[float, bytes]], dict, float]:
+def stream(client, payload: dict, function: str = STREAMING, **kwargs
+           ) -> tuple[dict, list[tuple[float, bytes]], dict, float]:
     """(response, [(seconds since the call, chunk)], InvokeComplete, seconds until it)."""
     started = time.monotonic()
-    resp = client.invoke_with_response_stream(FunctionName=STREAMING, Payload=json.dumps(payload), **kwargs)
+    resp = client.invoke_with_response_stream(FunctionName=function, Payload=json.dumps(payload), **kwargs)
     chunks, complete, complete_at = [], None, None
     for event in resp["EventStream"]:
         if "PayloadChunk" in event:
@@ -83,15 +84,7 @@ def test_the_aws_cli_invokes_a_streaming_function(host, tmp_path):
 # --- a Node handler written for Lambda (awslambda.streamifyResponse, our runtime) ------
 
 def node_stream(client, payload: dict, **kwargs):
-    started = time.monotonic()
-    resp = client.invoke_with_response_stream(FunctionName="node-stream", Payload=json.dumps(payload), **kwargs)
-    chunks, complete, complete_at = [], None, None
-    for event in resp["EventStream"]:
-        if "PayloadChunk" in event:
-            chunks.append((time.monotonic() - started, event["PayloadChunk"]["Payload"]))
-        else:
-            complete, complete_at = event["InvokeComplete"], time.monotonic() - started
-    return resp, chunks, complete, complete_at
+    return stream(client, payload, function="node-stream", **kwargs)
 
 
 def test_a_node_streaming_handler_streams_while_it_awaits(lambda_client):

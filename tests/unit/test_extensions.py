@@ -9,7 +9,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from runtime_host.core.invocation import Outcome

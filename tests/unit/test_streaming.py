@@ -18,7 +18,7 @@ from runtime_host.core.streaming import (STREAM_BURST_BYTES, STREAM_RATE_BYTES_P
                                          invoke_complete, payload_chunk)
 from tests.unit.fakehost import fake_host, function
 from tests.unit.test_invoke_api_fake import invoke_api
-from tests.unit.test_runtime_api_routes import WAIT_S, Rt, answers, scripted, session_from
+from tests.unit.test_runtime_api_routes import WAIT_S, Rt, answers, scripted
 
 TRAILERS = b"Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
 
