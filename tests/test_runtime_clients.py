@@ -1378,6 +1378,324 @@ def test_python_retries_next_on_a_new_connection_when_the_host_drops_it(
 
 
 # ---------------------------------------------------------------------------
+# Several invocations at once: AWS_LAMBDA_MAX_CONCURRENCY (Lambda Managed
+# Instances; docs/spec-additions.md §5). Python forks one worker process per
+# concurrent invocation, as awslambdaric 4 does; Node runs that many GET next
+# loops in its one event loop, each on its own connection.
+
+
+class ConcurrencyRuntimeApi(FakeRuntimeApi):
+    """Also records the connection each event went out on, and how many GET
+    nexts wait for an event at once (and at most)."""
+
+    def __init__(self, post_status: int = 202):
+        super().__init__(post_status)
+        self.delivered_on: dict[str, int] = {}  # request id -> port of the GET next that carried it
+        self.waiting = 0
+        self.most_waiting = 0
+
+    async def _next(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request, "next")
+        self._count_waiting(+1)
+        try:
+            item = await self._queue.get()
+        finally:
+            self._count_waiting(-1)
+        self.delivered_on[item.request_id] = recorded.client_port
+        headers = dict(item.headers)
+        headers["Lambda-Runtime-Deadline-Ms"] = str(int(time.time() * 1000) + item.timeout_ms)
+        return web.Response(status=200, body=item.body, headers=headers)
+
+    def _count_waiting(self, change: int) -> None:
+        with self._changed:
+            self.waiting += change
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            self._changed.notify_all()
+
+    def wait_until_waiting(self, count: int, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self.waiting != count:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise TimeoutError(f"{self.waiting} GET nexts waiting, not {count}")
+                self._changed.wait(remaining_s)
+
+
+PYTHON_CONCURRENT_HANDLERS = """
+import logging
+import os
+import time
+
+calls = 0
+print("init in", os.getpid())
+
+
+def slow(event, context):
+    global calls
+    calls += 1
+    logging.getLogger().warning("started %s", event["n"])
+    time.sleep(0.5)
+    return {"n": event["n"], "request_id": context.aws_request_id, "pid": os.getpid(),
+            "calls": calls, "trace": os.environ.get("_X_AMZN_TRACE_ID")}
+"""
+
+NODE_CONCURRENT_HANDLERS = """
+let calls = 0;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+exports.slow = async (event, context) => {
+  calls += 1;
+  console.log('started', event.n);
+  await sleep(500);
+  return {
+    n: event.n,
+    request_id: context.awsRequestId,
+    pid: process.pid,
+    calls,
+    trace: process.env._X_AMZN_TRACE_ID ?? null,
+    contextTrace: context.xRayTraceId ?? null,
+    // Installed with AWS_LAMBDA_MAX_CONCURRENCY only.
+    storeTrace: awslambda.InvokeStore?.getXRayTraceId() ?? null,
+    storeRequestId: awslambda.InvokeStore?.getRequestId() ?? null,
+  };
+};
+
+exports.plain = (event, context) => ({
+  plain: event.n,
+  succeed: typeof context.succeed,
+  waitsForEmptyEventLoop: 'callbackWaitsForEmptyEventLoop' in context,
+});
+
+exports.callback = (event, context, callback) => callback(null, 'never');
+
+exports.stream = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write(`start ${event.n};`);
+  await sleep(500);
+  responseStream.end(`end ${event.n}`);
+});
+
+exports.crashLater = async (event) => {
+  if (event.crash) {
+    setTimeout(() => {
+      throw new Error(`crash ${event.n}`);
+    }, 100);
+  }
+  await sleep(500);
+  return { n: event.n };
+};
+"""
+
+TRACES = [f"Root=1-00000000-00000000000000000000000{n};Sampled=1" for n in range(3)]
+
+
+@pytest.fixture
+def concurrent_root(tmp_path) -> dict[str, Path]:
+    root = tmp_path / "concurrent"
+    root.mkdir()
+    (root / "concurrent.py").write_text(PYTHON_CONCURRENT_HANDLERS)
+    (root / "concurrent.js").write_text(NODE_CONCURRENT_HANDLERS)
+    return {"python": root, "node": root}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_max_concurrency_fetches_n_events_before_the_first_result(
+        server_of_kind, start_client, concurrent_root, runtime):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}) for n in range(3)]
+    client = start_client(runtime, concurrent_root[runtime], "concurrent.slow", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="3")
+    results = [api.wait_for_result(request_id) for request_id in request_ids]
+    # All three events were fetched before the first result came back.
+    kinds = [r.kind for r in api.requests()]
+    assert kinds[:3] == ["next"] * 3, kinds
+    assert kinds.count("response") == 3
+    # Each result went to its own request id, on the connection that fetched its event.
+    for n, (request_id, result) in enumerate(zip(request_ids, results)):
+        assert result.kind == "response"
+        assert result.json()["n"] == n
+        assert result.json()["request_id"] == request_id
+        assert result.client_port == api.delivered_on[request_id]
+    assert len({api.delivered_on[request_id] for request_id in request_ids}) == 3
+    # Then each of the three loops is back in GET next, and never more than three.
+    api.wait_until_waiting(3)
+    assert api.most_waiting == 3
+    assert client.is_running()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("setting", [None, "1"], ids=["unset", "1"])
+def test_without_max_concurrency_one_next_is_outstanding_at_a_time(
+        server_of_kind, start_client, concurrent_root, runtime, setting):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}) for n in range(3)]
+    extra_env = {} if setting is None else {"AWS_LAMBDA_MAX_CONCURRENCY": setting}
+    client = start_client(runtime, concurrent_root[runtime], "concurrent.slow", server=api, **extra_env)
+    bodies = [api.wait_for_result(request_id).json() for request_id in request_ids]
+    api.wait_for_requests("next", 4)
+    assert [r.kind for r in api.requests()] == ["next", "response"] * 3 + ["next"]
+    assert len({r.client_port for r in api.requests()}) == 1
+    assert api.most_waiting == 1
+    assert [body["request_id"] for body in bodies] == request_ids
+    assert [body["calls"] for body in bodies] == [1, 2, 3]
+    assert {body["pid"] for body in bodies} == {client.process.pid}
+
+
+def test_python_max_concurrency_gives_each_invocation_its_own_worker_process(
+        server_of_kind, start_client, concurrent_root):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}, trace_id=TRACES[n]) for n in range(3)]
+    client = start_client("python", concurrent_root["python"], "concurrent.slow", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="3")
+    bodies = [api.wait_for_result(request_id).json() for request_id in request_ids]
+    # As awslambdaric: one process per concurrent invocation, each with its
+    # own init and module state, so _X_AMZN_TRACE_ID is each one's own.
+    pids = {body["pid"] for body in bodies}
+    assert len(pids) == 3 and client.process.pid not in pids
+    assert [body["calls"] for body in bodies] == [1, 1, 1]
+    assert [body["trace"] for body in bodies] == TRACES
+    assert client.stdout().count("init in") == 3
+    for n, request_id in enumerate(request_ids):
+        assert re.search(rf"\[WARNING\]\t\S+\t{request_id}\tstarted {n}\n", client.stdout())
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (an unreaped zombie counts: it runs no code)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _wait_until_gone(pids, timeout_s: float = EXIT_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, [pid for pid in pids if not _gone(pid)]
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_python_workers_end_with_the_runtime_process(server_of_kind, start_client, concurrent_root, how):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}) for n in range(2)]
+    client = start_client("python", concurrent_root["python"], "concurrent.slow", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="2")
+    worker_pids = [api.wait_for_result(request_id).json()["pid"] for request_id in request_ids]
+    api.wait_until_waiting(2)
+    if how == "sigterm":
+        client.process.terminate()  # passed on to the workers; their status is the process's
+        assert client.wait_exit() == 128 + 15
+    else:
+        client.process.kill()       # the kernel kills the workers (PR_SET_PDEATHSIG)
+        client.wait_exit()
+    _wait_until_gone(worker_pids)
+
+
+def test_python_init_error_with_max_concurrency_is_posted_and_the_process_exits_1(api, start_client):
+    client = start_client("python", PROBE_ROOT["python"], "no_such_module.handler",
+                          AWS_LAMBDA_MAX_CONCURRENCY="3")
+    assert client.wait_exit() == 1
+    # Every worker does its own init, so every one reports (RAPID answers
+    # the later ones 403, which a worker takes as "already reported").
+    init_errors = api.requests("init_error")
+    assert len(init_errors) == 3
+    assert {r.json()["errorType"] for r in init_errors} == {"Runtime.ImportModuleError"}
+    assert not api.requests("next")
+
+
+def test_python_worker_logs_a_refused_post_and_keeps_serving(start_client):
+    refusing = FakeRuntimeApi(post_status=400).start()
+    try:
+        client = start_client("python", PROBE_ROOT["python"], "probe.count", server=refusing,
+                              AWS_LAMBDA_MAX_CONCURRENCY="2")
+        refusing.wait_for_result(refusing.enqueue({}))
+        refusing.wait_for_result(refusing.enqueue({}))
+        assert client.is_running()
+        assert re.search(r"POST /2018-06-01/runtime/invocation/\S+/response answered HTTP 400: "
+                         r".*InvalidRequestID.*; this worker carries on", client.stderr())
+    finally:
+        refusing.stop()
+
+
+@needs_node
+def test_node_max_concurrency_runs_handlers_concurrently_in_one_event_loop(
+        server_of_kind, start_client, concurrent_root):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}, trace_id=TRACES[n]) for n in range(3)]
+    client = start_client("node", concurrent_root["node"], "concurrent.slow", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="3")
+    bodies = [api.wait_for_result(request_id).json() for request_id in request_ids]
+    # One process, one module: all three were in flight together.
+    assert {body["pid"] for body in bodies} == {client.process.pid}
+    assert [body["calls"] for body in bodies] == [3, 3, 3]
+    # _X_AMZN_TRACE_ID is process-wide, so it is not set; each invocation's
+    # trace id and request id are in its context and its InvokeStore context.
+    assert [body["trace"] for body in bodies] == [None] * 3
+    assert [body["contextTrace"] for body in bodies] == TRACES
+    assert [body["storeTrace"] for body in bodies] == TRACES
+    assert [body["storeRequestId"] for body in bodies] == request_ids
+    # Log lines are JSON (without AWS_LAMBDA_LOG_FORMAT), each with its own request id.
+    started = {line["message"]: line["requestId"] for line in json_lines(client.stdout())
+               if str(line.get("message", "")).startswith("started")}
+    assert started == {f"started {n}": request_ids[n] for n in range(3)}
+
+
+@needs_node
+def test_node_max_concurrency_takes_a_plain_handlers_value_and_gives_no_callback_context(
+        api, start_client, concurrent_root):
+    start_client("node", concurrent_root["node"], "concurrent.plain", AWS_LAMBDA_MAX_CONCURRENCY="2")
+    result = invoke(api, {"n": 7})
+    assert result.kind == "response"
+    assert result.json() == {"plain": 7, "succeed": "undefined", "waitsForEmptyEventLoop": False}
+
+
+@needs_node
+def test_node_max_concurrency_refuses_a_callback_handler_at_init(api, start_client, concurrent_root):
+    client = start_client("node", concurrent_root["node"], "concurrent.callback",
+                          AWS_LAMBDA_MAX_CONCURRENCY="2")
+    init_error = api.wait_for_init_error()
+    assert init_error.headers["lambda-runtime-function-error-type"] == "Runtime.CallbackHandlerDeprecated"
+    assert init_error.json()["errorType"] == "Runtime.CallbackHandlerDeprecated"
+    assert "callback-based function handlers" in init_error.json()["errorMessage"]
+    assert client.wait_exit() == INIT_ERROR_EXIT_STATUS["node"]
+    assert not api.requests("next")
+
+
+@needs_node
+def test_node_max_concurrency_streams_responses_concurrently(server_of_kind, start_client, concurrent_root):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    request_ids = [api.enqueue({"n": n}) for n in range(2)]
+    client = start_client("node", concurrent_root["node"], "concurrent.stream", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="2")
+    results = [api.wait_for_result(request_id) for request_id in request_ids]
+    assert [r.kind for r in api.requests()][:2] == ["next", "next"]
+    for n, (request_id, result) in enumerate(zip(request_ids, results)):
+        assert result.kind == "response"
+        assert result.headers["lambda-runtime-function-response-mode"] == "streaming"
+        assert result.body == f"start {n};end {n}".encode()
+        assert result.client_port == api.delivered_on[request_id]
+    api.wait_until_waiting(2)
+    assert client.is_running()
+
+
+@needs_node
+def test_node_max_concurrency_crash_is_posted_for_the_invocation_that_threw(
+        server_of_kind, start_client, concurrent_root):
+    api = server_of_kind(ConcurrencyRuntimeApi)
+    calm = api.enqueue({"n": 0})
+    crashing = api.enqueue({"n": 1, "crash": True})
+    client = start_client("node", concurrent_root["node"], "concurrent.crashLater", server=api,
+                          AWS_LAMBDA_MAX_CONCURRENCY="2")
+    result = api.wait_for_result(crashing)
+    assert result.kind == "error"
+    assert result.json()["errorMessage"] == "crash 1"
+    assert client.wait_exit() == 129
+    # The other invocation ended with the process: the host reports that one.
+    assert not [r for r in api.requests() if r.request_id == calm]
+
+
+# ---------------------------------------------------------------------------
 # The Python client's HTTP/1.1 layer in-process, against scripted bytes
 
 

@@ -10,14 +10,24 @@
  * errorMessage, trace}), and the console log line format: text, or one JSON
  * object a line when AWS_LAMBDA_LOG_FORMAT is JSON (aws-lambda-ric's LogPatch.js).
  *
+ * With AWS_LAMBDA_MAX_CONCURRENCY = N > 1 (Lambda Managed Instances) it runs
+ * N GET next loops in this one event loop, each on its own keep-alive socket
+ * and answering its own request ids, so handlers run concurrently and share
+ * module state, as in one worker thread of AWS's Managed Instances runtime:
+ * the request id and trace id live in an AsyncLocalStorage
+ * (awslambda.InvokeStore), not in process-wide state; logs are JSON lines;
+ * callback handlers are refused at init. Unset or 1: exactly as without it
+ * (docs/spec-additions.md section 5).
+ *
  * Must not: require anything outside Node's standard library, put a timeout on
  * GET next (the sandbox is frozen while it waits there), or use more than one
- * socket (a keep-alive Agent with maxSockets 1 carries every call).
- * Protocol facts: /work/shared/spec/runtime-api.md sections 1, 2, 4 and 10.
+ * socket per loop (a keep-alive Agent with maxSockets 1 carries every call of
+ * a loop). Protocol facts: /work/shared/spec/runtime-api.md sections 1, 2, 4 and 10.
  */
 
 'use strict';
 
+const { AsyncLocalStorage } = require('async_hooks');
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
@@ -40,6 +50,27 @@ const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
 const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
 const RESPONSE_MODE_HEADER = 'Lambda-Runtime-Function-Response-Mode';
 const TRACE_ID_ENV = '_X_AMZN_TRACE_ID';
+const TENANT_ID_HEADER = 'lambda-runtime-aws-tenant-id';
+
+/** N from AWS_LAMBDA_MAX_CONCURRENCY: the GET next loops to run; 1 when unset, not a number, or below 2. */
+function maxConcurrency(text) {
+  if (text === undefined) {
+    return 1;
+  }
+  const value = Number.parseInt(text, 10);
+  if (Number.isNaN(value)) {
+    process.stderr.write(
+      `runtime.js: AWS_LAMBDA_MAX_CONCURRENCY=${text} is not a number; serving one invocation at a time\n`,
+    );
+    return 1;
+  }
+  return Math.max(value, 1);
+}
+
+// Read once: the variable does not change while the process runs (the stem
+// cell requires this file only after it has taken the function's environment).
+const MAX_CONCURRENCY = maxConcurrency(process.env.AWS_LAMBDA_MAX_CONCURRENCY);
+const CONCURRENT = MAX_CONCURRENCY > 1;
 
 // Exit statuses aws-lambda-ric uses after reporting a fatal error.
 const EXIT_STATUS_UNCAUGHT_EXCEPTION = 129;
@@ -58,6 +89,7 @@ class UserCodeSyntaxError extends Error {}
 class UnhandledPromiseRejection extends Error {}
 class MalformedStreamingHandler extends Error {}
 class InvalidStreamingOperation extends Error {}
+class CallbackHandlerDeprecated extends Error {}
 class NodeJsExit extends Error {
   constructor() {
     super(
@@ -74,6 +106,7 @@ for (const errorClass of [
   UnhandledPromiseRejection,
   MalformedStreamingHandler,
   InvalidStreamingOperation,
+  CallbackHandlerDeprecated,
   NodeJsExit,
 ]) {
   errorClass.prototype.name = `Runtime.${errorClass.name}`;
@@ -109,19 +142,92 @@ function looksLikeError(value) {
 }
 
 // ---------------------------------------------------------------------------
+// The per-invocation context of concurrent loops, as the @aws/lambda-invoke-store
+// package defines it (InvokeStoreMulti): an AsyncLocalStorage whose store holds
+// the request id, X-Ray trace id and tenant id under registered symbols, plus
+// whatever the function's code sets. aws-lambda-ric puts it on
+// globalThis.awslambda.InvokeStore, where that package (and the AWS SDK's
+// trace-id propagation through it) finds it.
+
+const INVOKE_STORE_KEYS = Object.freeze({
+  REQUEST_ID: Symbol.for('_AWS_LAMBDA_REQUEST_ID'),
+  X_RAY_TRACE_ID: Symbol.for('_AWS_LAMBDA_X_RAY_TRACE_ID'),
+  TENANT_ID: Symbol.for('_AWS_LAMBDA_TENANT_ID'),
+});
+// This runtime's own entry in a store: the invocation, for a crash's report.
+const INVOCATION_KEY = Symbol('runtime.js invocation');
+
+class InvokeStore {
+  #storage = new AsyncLocalStorage();
+
+  get PROTECTED_KEYS() {
+    return INVOKE_STORE_KEYS;
+  }
+
+  getContext() {
+    return this.#storage.getStore();
+  }
+
+  hasContext() {
+    return this.#storage.getStore() !== undefined;
+  }
+
+  get(key) {
+    return this.#storage.getStore()?.[key];
+  }
+
+  set(key, value) {
+    if (Object.values(INVOKE_STORE_KEYS).includes(key)) {
+      throw new Error(`Cannot modify protected Lambda context field: ${String(key)}`);
+    }
+    const store = this.#storage.getStore();
+    if (!store) {
+      throw new Error('No context available');
+    }
+    store[key] = value;
+  }
+
+  run(context, fn) {
+    return this.#storage.run(context, fn);
+  }
+
+  getRequestId() {
+    return this.get(INVOKE_STORE_KEYS.REQUEST_ID) ?? '-';
+  }
+
+  getXRayTraceId() {
+    return this.get(INVOKE_STORE_KEYS.X_RAY_TRACE_ID);
+  }
+
+  getTenantId() {
+    return this.get(INVOKE_STORE_KEYS.TENANT_ID);
+  }
+}
+
+const invokeStore = new InvokeStore();
+
+// ---------------------------------------------------------------------------
 // Logging: every console method writes one line to stdout, as in AWS:
 // "<ISO time>\t<request id>\t<LEVEL>\t<message>" (the request id reads
 // "undefined" until the first event arrives), or with AWS_LAMBDA_LOG_FORMAT
 // JSON {"timestamp", "level", "requestId", "message"} (docs/spec-additions.md
-// section 4). Levels below AWS_LAMBDA_LOG_LEVEL write nothing.
+// section 4). Levels below AWS_LAMBDA_LOG_LEVEL write nothing. With
+// concurrent loops the lines are always JSON and the request id is the
+// invocation's own, read from the InvokeStore ("-" outside any invocation),
+// as aws-lambda-ric's logger for Managed Instances writes them.
 
 let currentRequestId;
+
+/** The request id a log line carries. */
+function logRequestId() {
+  return CONCURRENT ? invokeStore.getRequestId() : currentRequestId;
+}
 
 const LOG_LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
 const JSON_LOG_FORMAT = 'JSON';
 
 function jsonLogs() {
-  return (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === JSON_LOG_FORMAT;
+  return CONCURRENT || (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === JSON_LOG_FORMAT;
 }
 
 /** An Error in a JSON log line, as aws-lambda-ric serializes it. */
@@ -141,7 +247,13 @@ function jsonErrorReplacer(_key, value) {
 
 /** One console call as aws-lambda-ric's JSON line: a lone argument is kept as a value. */
 function jsonLogLine(level, args) {
-  const line = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+  const line = { timestamp: new Date().toISOString(), level, requestId: logRequestId() };
+  if (CONCURRENT) {
+    const tenantId = invokeStore.getTenantId();
+    if (tenantId) {
+      line.tenantId = tenantId;
+    }
+  }
   if (args.length === 1) {
     line.message = args[0];
     try {
@@ -437,6 +549,7 @@ function installGlobalAwsLambda() {
     return;
   }
   globalThis.awslambda = {
+    ...(CONCURRENT ? { InvokeStore: invokeStore } : {}),
     streamifyResponse(handler, options) {
       handler[HANDLER_STREAMING] = STREAM_RESPONSE;
       if (typeof (options && options.highWaterMark) === 'number') {
@@ -970,12 +1083,136 @@ function runStreamingInvocation(answer, requestId) {
   invocation.run(handler, event, context);
 }
 
+// ---------------------------------------------------------------------------
+// Concurrent loops (AWS_LAMBDA_MAX_CONCURRENCY = N > 1): N of them in this
+// event loop, each with its own RuntimeApiClient (so its own keep-alive
+// socket: a loop's POST never waits behind another loop's GET next), each
+// fetching an event, running it to its result, then fetching the next.
+// As aws-lambda-ric's runtime for Managed Instances (its
+// BufferedInvokeProcessor and StreamingInvokeProcessor): the handler is
+// called with (event, context), its value or its promise's is the result;
+// the context has no succeed, fail, done or callbackWaitsForEmptyEventLoop
+// (waiting for an empty event loop means nothing while other invocations
+// run; callback handlers are refused at init instead); each invocation runs
+// inside its own InvokeStore context and _X_AMZN_TRACE_ID is not set, since
+// the environment is shared by every invocation in flight.
+
+const CALLBACK_HANDLER_MESSAGE =
+  'ERROR: AWS Lambda does not support callback-based function handlers when using Managed Instances ' +
+  '(AWS_LAMBDA_MAX_CONCURRENCY above 1). To use Managed Instances, modify this function to use a ' +
+  'supported handler signature. For more information see ' +
+  'https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.';
+
+let firstEventArrived = false; // until then a crash is an init error
+
+function startConcurrentLoops(address) {
+  for (let index = 0; index < MAX_CONCURRENCY; index++) {
+    const loopClient = index === 0 ? client : new RuntimeApiClient(address);
+    runConcurrentLoop(loopClient).catch(fatal);
+  }
+}
+
+async function runConcurrentLoop(loopClient) {
+  for (;;) {
+    const answer = await loopClient.nextInvocation();
+    firstEventArrived = true;
+    await new Promise((reported) => runConcurrentInvocation(loopClient, answer, reported));
+    // As scheduleNextInvocation: the next GET from a clean stack.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** One event of one loop; `onReported` once its result is posted. */
+function runConcurrentInvocation(loopClient, answer, onReported) {
+  const headers = answer.headers;
+  const requestId = headers[HEADER.requestId];
+  const store = {
+    [INVOKE_STORE_KEYS.REQUEST_ID]: requestId,
+    [INVOKE_STORE_KEYS.X_RAY_TRACE_ID]: headers[HEADER.traceId],
+    [INVOKE_STORE_KEYS.TENANT_ID]: headers[TENANT_ID_HEADER],
+  };
+  invokeStore.run(store, () => {
+    if (handlerInfo.streaming) {
+      const invocation = new StreamingInvocation(loopClient, requestId, onReported, handlerInfo.highWaterMark);
+      invocation.waitForEmptyEventLoop = false;
+      store[INVOCATION_KEY] = invocation;
+      let context;
+      let event;
+      try {
+        context = buildConcurrentContext(headers);
+        event = JSON.parse(answer.body);
+      } catch (err) {
+        invocation.fail(err);
+        return;
+      }
+      invocation.run(handler, event, context);
+      return;
+    }
+    const invocation = new Invocation(loopClient, requestId, onReported);
+    store[INVOCATION_KEY] = invocation;
+    let result;
+    try {
+      const context = buildConcurrentContext(headers);
+      const event = JSON.parse(answer.body);
+      result = handler(event, context);
+    } catch (err) {
+      invocation.fail(err);
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => invocation.succeed(value),
+      (error) => invocation.fail(error),
+    );
+  });
+}
+
+/** aws-lambda-ric's InvokeContext for Managed Instances. */
+function buildConcurrentContext(headers) {
+  const deadlineMs = Number(headers[HEADER.deadlineMs]) || 0;
+  return {
+    functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJsonHeader(headers[HEADER.clientContext], 'ClientContext'),
+    identity: parseJsonHeader(headers[HEADER.cognitoIdentity], 'CognitoIdentity'),
+    invokedFunctionArn: headers[HEADER.functionArn],
+    awsRequestId: headers[HEADER.requestId],
+    xRayTraceId: headers[HEADER.traceId],
+    tenantId: headers[TENANT_ID_HEADER],
+    getRemainingTimeInMillis() {
+      return deadlineMs - Date.now();
+    },
+  };
+}
+
+/**
+ * A crash while loops run concurrently: before the first event an init
+ * error; after it, an error for the invocation whose code threw (found in the
+ * InvokeStore context the exception or rejection came from). The others in
+ * flight end with the process, as a crash ends them in AWS.
+ */
+function reportConcurrentCrash(error) {
+  if (!firstEventArrived) {
+    return client ? client.postInitError(error) : Promise.resolve();
+  }
+  const invocation = invokeStore.get(INVOCATION_KEY);
+  if (invocation && !invocation.reported) {
+    invocation.reported = true;
+    return invocation.reportCrash(error);
+  }
+  return Promise.resolve();
+}
+
 /** Report an error that escaped the handler (or the runtime), then exit. */
 function reportFatal(error, exitStatus) {
   const exit = () => process.exit(exitStatus);
   const invocation = currentInvocation;
   let reporting;
-  if (invocation === null) {
+  if (CONCURRENT) {
+    reporting = reportConcurrentCrash(error);
+  } else if (invocation === null) {
     // Before the first event: the sandbox's init failed.
     reporting = client ? client.postInitError(error) : Promise.resolve();
   } else if (!invocation.reported) {
@@ -1020,13 +1257,21 @@ async function main() {
   try {
     handler = await loadHandler(taskRoot, process.env._HANDLER);
     handlerInfo = handlerMetadata(handler);
+    if (CONCURRENT && handler.length >= 3 && !handlerInfo.streaming) {
+      // aws-lambda-ric's errorOnDeprecatedCallback, for Managed Instances.
+      throw new CallbackHandlerDeprecated(CALLBACK_HANDLER_MESSAGE);
+    }
   } catch (error) {
     // The label AWS prints for a failed init, e.g. a missing module.
     logError('Uncaught Exception', error);
     reportFatal(error, EXIT_STATUS_UNCAUGHT_EXCEPTION);
     return;
   }
-  scheduleNextInvocation();
+  if (CONCURRENT) {
+    startConcurrentLoops(address);
+  } else {
+    scheduleNextInvocation();
+  }
 }
 
 main();

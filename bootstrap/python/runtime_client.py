@@ -7,10 +7,20 @@ documents (same shape, types and messages as AWS's `awslambdaric`), and the
 root logger's log format: text, or one JSON object a line when
 AWS_LAMBDA_LOG_FORMAT is JSON (awslambdaric's lambda_runtime_log_utils.py).
 
+With AWS_LAMBDA_MAX_CONCURRENCY = N > 1 (Lambda Managed Instances) it serves
+N invocations at once as awslambdaric 4 does: N worker processes forked before
+anything else, each a whole runtime of its own (its own import of the
+handler's module, its own connection, one invocation at a time), so module
+state is per process and _X_AMZN_TRACE_ID stays correct per invocation. A
+worker retries a failed `GET next` and logs a refused POST instead of dying.
+Unset or 1: one process and loop, exactly as without it
+(docs/spec-additions.md section 5).
+
 Must not: import anything outside the standard library (the image carries only
 Debian's python3), put a timeout on `GET next` (the sandbox is frozen while it
-waits there), or open a second connection (one keep-alive socket carries every
-call). Protocol facts: /work/shared/spec/runtime-api.md sections 1, 4 and 10.
+waits there), or open a second connection in one loop (one keep-alive socket
+carries every call of a process). Protocol facts:
+/work/shared/spec/runtime-api.md sections 1, 4 and 10.
 """
 
 import decimal
@@ -20,6 +30,7 @@ import logging
 import os
 import platform
 import re
+import signal
 import socket
 import sys
 import time
@@ -37,6 +48,7 @@ HEADER_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
 HEADER_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 
 TRACE_ID_ENV = "_X_AMZN_TRACE_ID"
+MAX_CONCURRENCY_ENV = "AWS_LAMBDA_MAX_CONCURRENCY"
 JSON_CONTENT_TYPE = "application/json"
 # What awslambdaric labels a handler result that is already bytes.
 BYTES_CONTENT_TYPE = "application/unknown"
@@ -64,6 +76,14 @@ _RECORD_FIELDS = frozenset({
     "relativeCreated", "thread", "threadName", "processName", "process", "aws_request_id",
     "tenant_id", "_frame_type",
 })
+
+# A multi-concurrent worker's GET next: awslambdaric's LambdaMultiConcurrentRuntimeClient
+# makes 5 attempts, 0.1 s before the second, the delay doubling each time.
+NEXT_ATTEMPTS = 5
+NEXT_FIRST_RETRY_DELAY_S = 0.1
+
+# prctl(2): the signal a process gets when its parent exits.
+_PR_SET_PDEATHSIG = 1
 
 _THIS_FILE = os.path.abspath(__file__)
 
@@ -97,9 +117,17 @@ class Invocation:
 
 
 class RuntimeApiClient:
-    """The four Runtime API calls over one persistent HTTP/1.1 connection."""
+    """The four Runtime API calls over one persistent HTTP/1.1 connection.
 
-    def __init__(self, address):
+    `multi_concurrent`: the client of one of N workers. As awslambdaric's
+    LambdaMultiConcurrentRuntimeClient, it retries a failed GET next (5
+    attempts), logs a failed or refused POST and carries on (the other
+    workers keep serving either way), and takes a 403 from /init/error to
+    mean another worker has reported the init error already.
+    """
+
+    def __init__(self, address, multi_concurrent=False):
+        self._multi_concurrent = multi_concurrent
         self._conn = HttpConnection(address)
         user_agent = "runtime-host-python/" + platform.python_version()
         # The same on every request, so formatted once. Accept-Encoding as
@@ -110,8 +138,11 @@ class RuntimeApiClient:
         self._next_request = self._encode_head("GET", API_PREFIX + "/invocation/next", {}, None)
 
     def next_invocation(self):
-        response = self._send(self._next_request)
-        _require_success(response.status, "GET", "/invocation/next", response.body)
+        if self._multi_concurrent:
+            response = self._next_with_retries()
+        else:
+            response = self._send(self._next_request)
+            _require_success(response.status, "GET", "/invocation/next", response.body)
         headers = response.headers
         deadline_text = headers.get(_DEADLINE_MS_KEY) or "0"
         try:
@@ -151,8 +182,42 @@ class RuntimeApiClient:
     def _post(self, path, body, headers):
         # Always Content-Length, never chunked: the body is whole in memory.
         head = self._encode_head("POST", API_PREFIX + path, headers, len(body))
-        response = self._send(head, body)
-        _require_success(response.status, "POST", path, response.body)
+        if not self._multi_concurrent:
+            response = self._send(head, body)
+            _require_success(response.status, "POST", path, response.body)
+            return
+        try:
+            response = self._send(head, body)
+        except (OSError, ProtocolError) as e:
+            _warn("POST %s%s failed: %s; this worker carries on" % (API_PREFIX, path, _describe(e)))
+            return
+        if 200 <= response.status < 300:
+            return
+        if path == "/init/error" and response.status == 403:
+            return  # another worker's init error came first
+        _warn("POST %s%s answered HTTP %d: %s; this worker carries on" % (
+            API_PREFIX, path, response.status, response.body.decode("utf-8", "replace").strip()))
+
+    def _next_with_retries(self):
+        delay_s = NEXT_FIRST_RETRY_DELAY_S
+        for attempt in range(1, NEXT_ATTEMPTS + 1):
+            try:
+                response = self._send(self._next_request)
+            except (OSError, ProtocolError) as e:
+                failure = _describe(e)
+            else:
+                if 200 <= response.status < 300:
+                    return response
+                failure = "HTTP %d: %s" % (
+                    response.status, response.body.decode("utf-8", "replace").strip())
+            if attempt == NEXT_ATTEMPTS:
+                _die("GET %s/invocation/next failed %d times, the last with %s"
+                     % (API_PREFIX, NEXT_ATTEMPTS, failure))
+            _warn("GET %s/invocation/next failed (%s); attempt %d of %d in %.1f s"
+                  % (API_PREFIX, failure, attempt + 1, NEXT_ATTEMPTS, delay_s))
+            time.sleep(delay_s)
+            delay_s *= 2
+        raise AssertionError("unreachable")
 
     def _encode_head(self, method, path, headers, body_length):
         lines = ["%s %s HTTP/1.1\r\n" % (method, path), self._common_headers]
@@ -685,13 +750,112 @@ def handle_invocation(client, handler, invocation):
 
 
 def main():
-    global _current_request_id
-
     _make_output_unbuffered()
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
         _die("AWS_LAMBDA_RUNTIME_API is not set; this program runs inside a sandbox")
-    client = RuntimeApiClient(address)
+    workers = max_concurrency()
+    if workers > 1:
+        run_workers(workers, address)
+    else:
+        serve(address)
+
+
+def max_concurrency():
+    """N from AWS_LAMBDA_MAX_CONCURRENCY; 1 when unset, not a number, or below 2."""
+    text = os.environ.get(MAX_CONCURRENCY_ENV)
+    if text is None:
+        return 1
+    try:
+        value = int(text.strip())
+    except ValueError:
+        _warn("%s=%r is not a number; serving one invocation at a time" % (MAX_CONCURRENCY_ENV, text))
+        return 1
+    return max(value, 1)
+
+
+def run_workers(count, address):
+    """Fork `count` workers, each a whole runtime (serve()); wait for them all.
+
+    As awslambdaric's MultiConcurrentRunner: one process per concurrent
+    invocation, started before anything is imported, so each does its own
+    init. A worker that ends leaves the others serving. The exit status is
+    the first failing worker's (its signal as 128 + n), else 0. SIGTERM and
+    SIGINT are passed on to the workers; were this process killed, the
+    kernel kills them too (PR_SET_PDEATHSIG).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # nothing buffered may be written twice
+    parent = os.getpid()
+    workers = set()
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            _run_worker(parent, address)  # never returns
+        workers.add(pid)
+
+    def pass_on(signum, _frame):
+        for pid in workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, pass_on)
+    status = 0
+    while workers:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid not in workers:
+            continue
+        workers.discard(pid)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code != 0 and status == 0:
+            status = code if code > 0 else 128 - code
+    sys.exit(status)
+
+
+def _run_worker(parent, address):
+    """A forked worker: serve() until it exits; never return into the caller's code."""
+    code = 1
+    try:
+        _die_with(parent)
+        serve(address, multi_concurrent=True)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            sys.stderr.write("%s\n" % e.code)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _die_with(parent):
+    """SIGKILL for this process when `parent` exits (a worker must not outlive it)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent exited before prctl took effect
+        os._exit(1)
+
+
+def serve(address, multi_concurrent=False):
+    """One runtime: init (the handler's import), then the GET next -> handler -> POST loop."""
+    global _current_request_id
+
+    client = RuntimeApiClient(address, multi_concurrent)
     _install_log_handler()
 
     task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
@@ -820,6 +984,14 @@ def _require_success(status, method, path, body):
 def _die(message):
     sys.stderr.write("runtime_client: %s\n" % message)
     sys.exit(1)
+
+
+def _warn(message):
+    sys.stderr.write("runtime_client: %s\n" % message)
+
+
+def _describe(error):
+    return "%s: %s" % (type(error).__name__, error) if str(error) else type(error).__name__
 
 
 def _quote(request_id):
