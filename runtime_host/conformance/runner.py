@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from runtime_host.core.config import FunctionConfig
+from runtime_host.core.config import LOG_FORMAT_JSON, FunctionConfig, LoggingConfig
 from runtime_host.host import Host
 from runtime_host.core.invocation import Invocation, Outcome
 from runtime_host.core.protocol import INIT_TIMEOUT_S
@@ -47,7 +47,12 @@ PROBE_CODE = {
 }
 BIG_EVENT_TIMEOUT_S = 60
 VARIANTS = ("first", "headers", "payloads", "errors", "bad-handler", "freeze", "sigterm", "sandbox", "events", "probe",
-            "concurrent")
+            "concurrent", "extensions", "json-logs")
+# A layer with one external extension, put beside the runtime by beside-extensions.
+EXTENSION_LAYER = Path(__file__).resolve().parent / "extension_layer"
+MAX_LAYERS = 5
+EXTENSIONS_MEMORY_MB = 512
+JSON_LOGS_LEVEL = "WARN"          # the application level of the json-logs variant
 SANDBOX_MEMORY_MB = 128           # "lives within the sandbox" runs at Lambda's smallest size
 FIRST_CONTACT_INVOCATIONS = 3
 EXIT_WAIT_S = 2.0                 # how long to wait for a sandbox's exit to be reported
@@ -199,7 +204,8 @@ def make_variants(target: Target) -> tuple[dict[str, FunctionConfig], list[Path]
     # CPU share depends on this machine's CPU, not Lambda's (said as a warning).
     changes = {"bad-handler": {"handler": MISSING_HANDLER}, "freeze": {"freeze": True},
                "payloads": {"timeout_s": max(fn.timeout_s, BIG_EVENT_TIMEOUT_S)},
-               "sigterm": {"freeze": False}, "sandbox": {"memory_mb": SANDBOX_MEMORY_MB}}
+               "sigterm": {"freeze": False}, "sandbox": {"memory_mb": SANDBOX_MEMORY_MB},
+               "json-logs": {"logging": LoggingConfig(LOG_FORMAT_JSON, JSON_LOGS_LEVEL, "INFO")}}
     variants, temp = {}, []
     for variant in VARIANTS:
         if variant == "probe":
@@ -213,6 +219,13 @@ def make_variants(target: Target) -> tuple[dict[str, FunctionConfig], list[Path]
             variants[variant] = replace(base, name=f"{fn.name[:40]}--probe", handler=PROBE_HANDLER,
                                         code_dir=folder, environment={})
             continue
+        if variant == "extensions":
+            if fn.is_image or len(fn.layers) >= MAX_LAYERS:
+                continue                  # image functions take no layers on Lambda; five is the most
+            # At least 512 MB: at 128 MB (7% of a core) a node extension and a node
+            # runtime starting together took 9.7 s of the 10 s init limit.
+            changes["extensions"] = {"layers": (*fn.layers, EXTENSION_LAYER),
+                                     "memory_mb": max(fn.memory_mb, EXTENSIONS_MEMORY_MB)}
         variants[variant] = replace(base, name=f"{fn.name[:40]}--{variant}", **changes.get(variant, {}))
     return variants, temp
 

@@ -33,7 +33,8 @@ from runtime_host.core.rules import ERROR_CAUSE_CONTENT_TYPE, VALID_ERROR_TYPE
 from runtime_host.core.exits import describe_exit
 from runtime_host.core.states import SandboxState
 from runtime_host.conformance.observer import describe_stray
-from runtime_host.conformance.runner import MISSING_HANDLER, SANDBOX_MEMORY_MB, Context, Run, platform_detail
+from runtime_host.conformance.runner import (JSON_LOGS_LEVEL, MISSING_HANDLER, SANDBOX_MEMORY_MB, Context, Run,
+                                             platform_detail)
 
 Verdict = tuple[str, str, str | None]      # (verdict, seen, hint or None for the scenario's own)
 
@@ -685,22 +686,124 @@ async def serves_concurrently(ctx: Context) -> Verdict:
     runs = await asyncio.gather(*(ctx.invoke("concurrent", b'{"conformance": "serves-concurrently"}')
                                   for _ in range(n)))
     unanswered = [r for r in runs if not r.answered]
-    if unanswered:
-        return "fail", (f"{len(unanswered)} of {n} invocations sent at once were not answered: "
-                        f"{describe_outcome(unanswered[0])}"), None
     waiting = 0
-    deadline = asyncio.get_running_loop().time() + STATE_WAIT_S
-    while asyncio.get_running_loop().time() < deadline:
-        waiting = sum(1 for c in ctx.observer.of(name) if c["path"].endswith("/runtime/invocation/next")
-                      and c["done_epoch_ms"] is None)
-        if waiting >= n:
-            break
+    deadline = asyncio.get_running_loop().time() + 2 * STATE_WAIT_S
+    while waiting < n and asyncio.get_running_loop().time() < deadline:
+        waiting = most_open_at_once([c for c in ctx.observer.of(name) if c["method"] == "GET"
+                                     and c["path"].endswith("/runtime/invocation/next")])
         await asyncio.sleep(0.05)
     sandboxes = len({r.inv.sandbox_id for r in runs})
+    lost = (f"; {len(unanswered)} of the {n} sent at once were not answered: {describe_outcome(unanswered[0])}"
+            if unanswered else "")
     if waiting < n:
-        return "fail", (f"only {waiting} GET next call(s) waiting at once where max_concurrency is {n}: the runtime "
-                        f"serves its invocations one loop at a time ({n} invocations took {sandboxes} sandbox(es))"), None
-    return "pass", f"{waiting} GET next loops waiting at once; {n} invocations at once answered in {sandboxes} sandbox", None
+        return "fail", (f"at most {waiting} GET next call(s) open at once where max_concurrency is {n}: the runtime "
+                        f"takes its invocations one loop at a time{lost}"), None
+    if unanswered:
+        return "fail", f"{n} GET next loops were waiting{lost}", None
+    return "pass", f"{waiting} GET next loops open at once; {n} invocations at once answered in {sandboxes} sandbox", None
+
+
+@scenario("beside-extensions",
+          expected="with an external extension registered (INVOKE, SHUTDOWN) the runtime starts after it, answers "
+                   "its events while the extension gets the same ones, and SHUTDOWN reaches the extension when the "
+                   "sandbox is removed",
+          hint="leave the sandbox's other processes alone (no kill -9 -1, no exec over PID namespaces) and do not "
+               "assume you are the only caller of the Runtime API's port")
+async def beside_extensions(ctx: Context) -> Verdict:
+    """Lambda runs external extensions from layers beside every runtime
+    (spec §3.1, §8.1): observability agents, secrets caches. A runtime must
+    keep working beside them; its init ends only once they are ready too."""
+    if "extensions" not in ctx.variants:
+        why = "an image function takes no layers" if ctx.function.is_image else "the function has five layers"
+        return "skip", f"not run: {why}", None
+    if (skip := await gate(ctx)) is not None:
+        return skip
+    runs = [await ctx.invoke("extensions", b'{"conformance": "beside-extensions"}') for _ in range(2)]
+    output = await ctx.output("extensions")
+    if "conformance-extension: registered" not in output:
+        words = [l for l in output.splitlines() if "conformance-extension" in l]
+        return "skip", f"not run: the extension could not start here: {short(words[-1] if words else output)}", None
+    unanswered = [r for r in runs if not r.answered]
+    if unanswered:
+        return "fail", f"with an extension beside it the runtime did not answer: {describe_outcome(unanswered[0])}", None
+    missing = [r.inv.request_id for r in runs if r.inv.request_id not in output]
+    if missing:
+        return "fail", f"the extension never got INVOKE {missing[0]}", None
+    sandbox = ctx.sandbox(runs[-1].inv.sandbox_id)
+    idle = (SandboxState.READY, SandboxState.FROZEN)
+    if sandbox is not None:
+        await wait_state(sandbox, (*idle, SandboxState.DEAD))
+    if sandbox is None or sandbox.state not in idle or runs[0].inv.sandbox_id != runs[1].inv.sandbox_id:
+        return "skip", ("not run: the runtime did not stay for its next event, so SHUTDOWN could not be sent "
+                        "(see keeps-serving)"), None
+    init_ms = runs[0].inv.init_duration_ms
+    pool = ctx.host.scheduler.pools[ctx.variants["extensions"].name]
+    pool.destroy_soon(sandbox, graceful=True)
+    await ctx.wait_exited(sandbox, SIGTERM_GRACE_S + 2)
+    output = await ctx.output("extensions")
+    if '"SHUTDOWN"' not in output:
+        return "fail", "SHUTDOWN never reached the extension when the sandbox was removed", None
+    return "pass", (f"2 of 2 answered beside a registered extension (init {init_ms or 0:.0f} ms, both ready); "
+                    "INVOKE and SHUTDOWN reached the extension"), None
+
+
+def most_open_at_once(calls: list[dict]) -> int:
+    """The most of these calls that were open at the same moment (an open one counts to now)."""
+    edges = []
+    for c in calls:
+        edges.append((c["at_epoch_ms"], 1))
+        if c["done_epoch_ms"] is not None:
+            edges.append((c["done_epoch_ms"], -1))
+    most = now = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):   # an end before a start at the same instant
+        now += step
+        most = max(most, now)
+    return most
+
+
+LEVEL_ORDER = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+@scenario("logs-as-configured",
+          expected=f"with logging = {{format = \"JSON\", application_level = \"{JSON_LOGS_LEVEL}\"}} every log line the "
+                   "runtime writes is a JSON object with timestamp, level and message, none below the level",
+          hint="read AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL at start: in JSON format write one JSON object a "
+               "line ({\"timestamp\", \"level\", \"message\", \"requestId\"}) and drop lines below the level, as "
+               "AWS's runtimes do")
+async def logs_as_configured(ctx: Context) -> Verdict:
+    """Advanced logging controls (docs/spec-additions.md §4): Lambda sets the
+    two variables; the runtime formats and filters its application logs.
+    Platform records (START/REPORT as JSON) are the host's and not judged."""
+    if (skip := await gate(ctx)) is not None:
+        return skip
+    run = await ctx.invoke("json-logs", b'{"conformance": "logs-as-configured"}')
+    if not run.answered:
+        return "fail", f"in JSON log format the runtime did not answer: {describe_outcome(run)}", None
+    lines = []
+    for line in (await ctx.output("json-logs")).splitlines():
+        if not line.strip() or "conformance-extension" in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and str(doc.get("type", "")).startswith("platform."):
+            continue                                  # the host's own records
+        lines.append((line, doc))
+    if not lines:
+        return "skip", "no log record to judge: the runtime and its handler printed nothing", None
+    floor = LEVEL_ORDER.index(JSON_LOGS_LEVEL)
+    below = [d for _, d in lines if isinstance(d, dict) and str(d.get("level", "")).upper().replace("WARNING", "WARN")
+             in LEVEL_ORDER[:floor]]
+    if below:
+        return "fail", (f"logged at {below[0].get('level')} although AWS_LAMBDA_LOG_LEVEL={JSON_LOGS_LEVEL}: "
+                        f"{short(json.dumps(below[0]))}"), None
+    records = [d for _, d in lines if isinstance(d, dict) and "level" in d and "message" in d]
+    text = len(lines) - len(records)
+    plain = f"; {text} plain line(s) (print/echo output, which Lambda passes on as it is)" if text else ""
+    if not records:
+        return "skip", f"no log record to judge{plain}", None
+    return "pass", f"{len(records)} JSON log record(s), none below {JSON_LOGS_LEVEL}{plain}", None
 
 
 @scenario("no-refused-calls",

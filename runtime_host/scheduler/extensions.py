@@ -87,7 +87,10 @@ class SandboxExtensions:
     def register(self, name: str, events: list[str], wants_account_id: bool) -> tuple[Extension, dict]:
         if not name:
             raise ExtensionRefusal(403, ERR_INVALID_NAME, "Empty extension name")
-        if not self.registration_open:
+        launched_and_new = name in self.launched and not any(e.name == name for e in self.by_id.values())
+        if not self.registration_open and not launched_and_new:
+            # An extension the host started may still register (without a stem
+            # cell its runtime starts beside it, not after it).
             raise ExtensionRefusal(403, ERR_REGISTRATION_CLOSED,
                                    "Extension registration closed already: the runtime has finished its init")
         if any(e.name == name for e in self.by_id.values()):

@@ -202,7 +202,7 @@ class FunctionPool:
                     return inv.outcome.result()
                 if inv.cold:
                     inv.init_duration_ms = sandbox.init_duration_ms
-            elif sandbox.state is SandboxState.FROZEN:
+            if sandbox.state is SandboxState.FROZEN:
                 await sandbox.thaw()
             if sandbox.state not in (SandboxState.READY, SandboxState.BUSY):
                 inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, "the sandbox stopped before the event "
@@ -289,6 +289,8 @@ class FunctionPool:
             await self._start_from_stem(sandbox, stem)
             return
         backend = self.ctx.backend
+        # Known before the runtime can call: its init waits for them, and they may still register after its first next.
+        sandbox.extensions.expect(self._external_extensions())
         container = await backend.create(self._container_spec(sandbox))
         sandbox.attach(container)
         self.ctx.registry.add(sandbox, container)
@@ -313,13 +315,16 @@ class FunctionPool:
         # So the engine's own listing names its function (off the invocation's path).
         self.ctx.track(self.ctx.backend.rename(sandbox.container, spec.name))
 
+    def _external_extensions(self) -> list[str]:
+        if self._extension_names is None:        # the layers are put together when the host starts
+            self._extension_names = external_extensions(self.ctx.opt_dirs.get(self.function.name))
+        return self._extension_names
+
     async def _launch_extensions(self, sandbox: Sandbox, runtime_env: dict[str, str]) -> None:
         """Starts every file in the layers' /opt/extensions, as RAPID does,
         and returns once each has registered (spec §3.1: extension init
         comes before runtime init). Raises InitFailed if one fails first."""
-        if self._extension_names is None:        # the layers are put together when the host starts
-            self._extension_names = external_extensions(self.ctx.opt_dirs.get(self.function.name))
-        names = self._extension_names
+        names = self._external_extensions()
         if not names:
             return
         extensions = sandbox.extensions
@@ -339,6 +344,8 @@ class FunctionPool:
             registered.cancel()
             if not failed.done():
                 failed.cancel()
+            elif not failed.cancelled():
+                failed.exception()                # retrieved: the sandbox's ready says it again below
         if sandbox.ready.done() and sandbox.ready.exception() is not None:
             raise sandbox.ready.exception()
         if not sandbox.ready.done() and (not registered.done() or registered.cancelled()):

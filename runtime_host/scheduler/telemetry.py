@@ -28,6 +28,8 @@ log = logging.getLogger("runtime_host.scheduler.telemetry")
 
 BACKLOG_EVENTS = 1000           # platform events kept for a subscriber made later in the init
 QUEUED_BATCHES = 100            # a subscriber that stops reading loses what is beyond this
+DROPPED_REASON = ("Some logs were dropped because the downstream consumer is slower than the logs production "
+                  "rate")
 CONNECT_TIMEOUT_S = 5.0         # a batch to a frozen sandbox waits for its thaw, as on Lambda: no total limit
 
 
@@ -159,8 +161,20 @@ class SandboxTelemetry:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 log.info("telemetry for %s not delivered: %s", sub.name, exc or type(exc).__name__)
                 sub.dropped_records += len(batch)
+                sub.dropped_bytes += sum(len(json.dumps(e)) for e in batch)
+            else:
+                self._report_dropped(sub)
             finally:
                 sub.sending = False
+
+    def _report_dropped(self, sub: Subscriber) -> None:
+        """Once it reads again, a subscriber learns what it lost (platform.logsDropped)."""
+        if not sub.dropped_records:
+            return
+        record = {"droppedBytes": sub.dropped_bytes, "droppedRecords": sub.dropped_records,
+                  "reason": DROPPED_REASON}
+        sub.dropped_records = sub.dropped_bytes = 0
+        self._add(sub, event("platform.logsDropped", record))
 
     async def _post(self, url: str, batch: list[dict]) -> None:
         if self._session is None:

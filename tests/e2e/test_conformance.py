@@ -96,7 +96,18 @@ def events_mismatch(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(docker_engine, awslambdaric_function, events_mismatch, tmp_path_factory) -> dict[str, CliRun]:
+def one_loop_for_three(tmp_path_factory) -> Path:
+    """hello-shell (one GET next loop) on a function that asks for three at once."""
+    folder = tmp_path_factory.mktemp("conformance") / "one-loop-for-three"
+    shutil.copytree(REPO / "examples" / "hello-shell", folder)
+    toml = (folder / "function.toml").read_text().replace('name = "hello-shell"', 'name = "one-loop-for-three"')
+    (folder / "function.toml").write_text(toml.replace("timeout_s = 3", "timeout_s = 30") + "max_concurrency = 3\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(docker_engine, awslambdaric_function, events_mismatch, one_loop_for_three, tmp_path_factory
+         ) -> dict[str, CliRun]:
     junit = tmp_path_factory.mktemp("junit") / "conformance.xml"
     jobs = {name: (conformance, str(FIXTURES / "broken" / name), "--json") for name in BROKEN}
     jobs.update({
@@ -111,6 +122,8 @@ def runs(docker_engine, awslambdaric_function, events_mismatch, tmp_path_factory
                      "--skip", "survives-freeze,shuts-down", "--skip", "lives-within-sandbox"),
         "make-only": (make_conformance, "tests/conformance/broken/answers-twice", "--only answers-its-id"),
         "sigterm-aware": (conformance, str(FIXTURES / "good" / "sigterm-aware"), "--json", "--only", "shuts-down"),
+        "one-loop-for-three": (conformance, str(one_loop_for_three), "--json", "--only",
+                               "serves-concurrently,keeps-serving,no-refused-calls"),
     })
     # The slowest first, so the pool's last wave is short.
     order = sorted(jobs, key=lambda n: n not in ("never-calls-next", "hangs-past-deadline", "hello-shell"))
@@ -153,8 +166,12 @@ def test_our_runtimes_and_awslambdaric_pass_every_scenario(runs, target):
         assert s["verdict"] == "pass" or (s["verdict"] == "fail" and seen in s["seen"]), s
     rest = [s for s in report["scenarios"] if s["name"] not in known]
     assert unexpected(rest) == [], run.stdout
-    skipped = [s["name"] for s in rest if s["verdict"] == "skip"]
-    assert skipped == ["user-events"], "only the user's events are missing (no events/ folder)"
+    skipped = {s["name"]: s["seen"] for s in rest if s["verdict"] == "skip"}
+    # Skipped for what the function is, not for what its runtime does: no events/ folder;
+    # max_concurrency 1; no layers for an image function; a handler that logs nothing but print().
+    expected = {"user-events", "serves-concurrently"} | ({"beside-extensions"} if target == "awslambdaric" else set())
+    assert set(skipped) - {"logs-as-configured"} == expected, skipped
+    assert skipped.get("logs-as-configured", "no log record").startswith("no log record"), skipped
     assert run.returncode == (1 if any(run.scenario(n)["verdict"] == "fail" for n in known) else 0), run.stderr
 
 
@@ -184,6 +201,16 @@ def test_a_runtime_that_ends_itself_on_sigterm_is_seen_exiting(runs):
     assert shut["verdict"] == "pass" and shut["seen"].startswith("exited with status 0 "), shut
 
 
+def test_a_runtime_with_one_loop_fails_serves_concurrently_with_the_reason(runs):
+    run = runs["one-loop-for-three"]
+    assert run.returncode == 1, run.stdout + run.stderr
+    served = run.scenario("serves-concurrently")
+    assert served["verdict"] == "fail", served
+    assert "at most 1 GET next call(s) open at once where max_concurrency is 3" in served["seen"], served
+    assert "AWS_LAMBDA_MAX_CONCURRENCY" in served["hint"]
+    assert [s["verdict"] for s in others(run, "serves-concurrently")] == ["pass", "pass"], run.stdout
+
+
 def test_user_events_are_invoked_and_checked(runs):
     run = runs["with-events"]
     assert run.returncode == 0, run.stdout + run.stderr
@@ -201,16 +228,16 @@ def test_json_junit_skip_and_exit_status_when_a_scenario_fails(runs):
     assert report["passed"] is False and report["function"] == "with-events-mismatch"
     names = [s["name"] for s in report["scenarios"]]
     assert "shuts-down" not in names and "survives-freeze" not in names and "lives-within-sandbox" not in names
-    assert len(names) == 9            # 12 scenarios, 3 skipped by --skip
+    assert len(names) == 12           # 15 scenarios, 3 skipped by --skip
     failed = [s for s in report["scenarios"] if s["verdict"] == "fail"]
     assert [s["name"] for s in failed] == ["user-events"]
     assert "events/mismatch: response" in failed[0]["seen"] and "mismatch.expected.json" in failed[0]["seen"]
-    assert report["counts"]["fail"] == 1 and sum(report["counts"].values()) == 9
+    assert report["counts"]["fail"] == 1 and sum(report["counts"].values()) == 12
     for s in report["scenarios"]:
         assert set(s) == {"name", "verdict", "expected", "seen", "hint", "duration_s"}
 
     suite = ET.parse(run.junit).getroot().find("testsuite")
-    assert suite.get("tests") == "9" and suite.get("failures") == "1"
+    assert suite.get("tests") == "12" and suite.get("failures") == "1"
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert set(cases) == set(names)
     failure = cases["user-events"].find("failure")

@@ -92,3 +92,18 @@ async def test_a_runtime_that_runs_one_loop_serves_them_one_after_another():
     assert runtime.most_at_once == 1 and all(o.error_type is None for _, o in results)
     delivered = sorted(inv.delivered_at for inv, _ in results)
     assert delivered[2] - delivered[0] >= 0.2, "each waited for the one loop to come back"
+
+
+async def test_a_frozen_concurrent_sandbox_is_thawed_for_its_next_invocations():
+    runtime = LoopingRuntime()
+    async with fake_host(function(max_concurrency=2), program=runtime) as host:
+        first = await invoke_all(host, [{}])
+        sandbox = host.sandboxes()[0]
+        await asyncio.wait_for(first[0][0].reported, WAIT_S)
+        for _ in range(100):
+            if host.fake.is_frozen(sandbox.container):
+                break
+            await asyncio.sleep(0.01)
+        assert host.fake.is_frozen(sandbox.container)
+        later = await invoke_all(host, [{}, {}])
+    assert all(o.error_type is None for _, o in later) and {i.sandbox_id for i, _ in later} == {sandbox.id}

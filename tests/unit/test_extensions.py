@@ -268,3 +268,47 @@ async def test_the_logs_api_serves_its_older_subscribers_their_own_event_types()
         "platform.start", "platform.runtimeDone", "platform.end", "platform.report"], types
     assert {"type": "function", "record": "a line"}.items() <= next(
         r for r in ext.received if r["type"] == "function").items()
+
+
+async def test_a_subscriber_that_could_not_be_reached_is_told_what_it_lost():
+    from runtime_host.scheduler.telemetry import SandboxTelemetry
+
+    received: list[dict] = []
+    up = asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        received.extend(await request.json())
+        up.set()
+        return web.Response(text="ok")
+
+    telemetry = SandboxTelemetry(lambda: "127.0.0.1")
+    port = 4300 + (id(telemetry) % 500)
+    telemetry.subscribe("late-listener", "telemetry", json.dumps({
+        "types": ["platform"], "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+        "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}/"}}).encode())
+    telemetry.end_backlog()
+    telemetry.emit("platform.start", {"requestId": "lost"})
+    telemetry.flush_all()                            # nobody listens yet: the batch is lost
+    for _ in range(100):
+        if telemetry.idle():
+            break
+        await asyncio.sleep(0.01)
+    app = web.Application()
+    app.router.add_post("/", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        telemetry.emit("platform.start", {"requestId": "seen"})
+        telemetry.flush_all()
+        await asyncio.wait_for(up.wait(), WAIT_S)
+        for _ in range(100):
+            if any(r["type"] == "platform.logsDropped" for r in received):
+                break
+            await asyncio.sleep(0.03)
+    finally:
+        await telemetry.close()
+        await runner.cleanup()
+    dropped = next(r["record"] for r in received if r["type"] == "platform.logsDropped")
+    assert dropped["droppedRecords"] == 1 and dropped["droppedBytes"] > 0 and "slower" in dropped["reason"]
+    assert [r["record"].get("requestId") for r in received if r["type"] == "platform.start"] == ["seen"]
