@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cold  # noqa: E402
+import extensions  # noqa: E402
 import ledger  # noqa: E402
 import payload  # noqa: E402
 import rie  # noqa: E402
@@ -26,7 +27,7 @@ import warm  # noqa: E402
 from common import REPO, machine  # noqa: E402
 
 BENCHMARKS = {"warm": warm, "rie": rie, "cold": cold, "throughput": throughput, "scale": scale,
-              "payload": payload, "ledger": ledger, "stream": stream}
+              "payload": payload, "ledger": ledger, "stream": stream, "extensions": extensions}
 
 
 def run_one(name: str, smoke: bool) -> dict:
@@ -35,6 +36,8 @@ def run_one(name: str, smoke: bool) -> dict:
         return rie.run(30 if smoke else 2000, 10 if smoke else 200, smoke=smoke)
     if name == "stream":
         return stream.run(3 if smoke else 10, smoke=smoke)
+    if name == "extensions":
+        return extensions.run(30, 10, smoke=True) if smoke else extensions.run()
     return module.run(**({"n": 30, "warmup": 10} if smoke else {}))
 
 
@@ -170,6 +173,8 @@ def report(r: dict) -> list[str]:
                   f"{s['p99']:9.3f} {s['records_per_s']:10.0f}")
     if "stream" in r:
         targets.append(stream_report(r["stream"]))
+    if "extensions" in r:
+        targets.append(extensions_report(r["extensions"]))
     if targets:
         print("\nTargets (ratios in this run):")
         for line in targets:
@@ -219,6 +224,62 @@ def stream_report(s: dict) -> str:
             f"5 MiB {s['ratios']['mib_5_seconds_p50']:.2f}x RIE's seconds; 10 MiB {ours['mib_10']['mib_per_s']:.2f} MiB/s "
             f"({ours['mib_10']['end']['p50'] / 1000:.2f} s, shaping floor {floor:.0f} s); "
             f"RIE over 6,291,556 bytes: {over_status}{' ' + error_type if error_type else ''}")
+
+
+def extensions_report(e: dict) -> str:
+    """Section 8; returns its target line."""
+    labels = {"plain": "no extension (bench-python)",
+              "noop": "noop: INVOKE, straight back to next",
+              "quiet": "quiet-telemetry: + Telemetry API, no output",
+              "telemetry": "py-telemetry: + a line per record"}
+    cbc, turns, logs = e["call_by_call"], e["turns"], e["logs"]
+    header("8. Extensions (ms): warm round trip, 100-byte event, python handler, one keep-alive connection per "
+           "function, one host serving all; one external extension (Python, stdlib, no work of its own) or none",
+           "plain")
+    print(f"  call by call: {e['n']} rounds, a call to each function per round, the order shuffled round by round")
+    ref = cbc["plain"]["p50"]
+    for label, s in cbc.items():
+        extra = "" if label == "plain" else f"{e['call_by_call_vs_plain'][label]['p50_diff_ms']:+.3f} ms p50"
+        print(row(labels[label], s, ref, f"{extra:16} freezes/inv {s['freezes_per_invocation']:.3f}"))
+    print(f"  in turns of {e['block']} calls per function, {e['rounds']} rounds (back to back: each invocation's "
+          f"after-work lands in its own function's next call)")
+    ref = turns["plain"]["p50"]
+    for label, s in turns.items():
+        extra = ""
+        if label != "plain":
+            p = e["turns_paired"][label]
+            extra = (f"{e['turns_vs_plain'][label]['p50_diff_ms']:+.3f} ms p50 (turn by turn: median "
+                     f"{p['median_ms']:+.3f}, {p['min_ms']:+.3f} to {p['max_ms']:+.3f})")
+        print(row(labels[label], s, ref, extra))
+    print("  REPORT Duration, call by call (an invocation with an extension runs on until it is back in event/next)")
+    ref = logs["plain"]["report_duration"]["p50"]
+    for label, g in logs.items():
+        print(row(labels[label], g["report_duration"], ref, f"{g['log_bytes_per_invocation']:.0f} log bytes/inv"))
+    print(f"  {'CPU per invocation (ms), in the turns':44} {'host':>9} {'sandbox':>9} {'caller':>9} {'rest':>9} "
+          f"{'machine':>9}   rest: dockerd, containerd-shim, kernel, other users")
+    for label, s in turns.items():
+        c = s["cpu_ms_per_invocation"]
+        print(f"  {labels[label]:44} {c['host']:9.3f} {c['sandbox']:9.3f} {c['client']:9.3f} {c['rest']:9.3f} "
+              f"{c['machine']:9.3f}")
+    d = e["telemetry_delivered"]
+    print("  telemetry delivered (records per invocation: platform.start, function, platform.runtimeDone and "
+          "platform.report, 1 each if none is lost)")
+    for pattern in ("call_by_call", "turns"):
+        q, t = d[f"quiet_{pattern}"], d[f"telemetry_reports_{pattern}"]
+        quiet = ("quiet-telemetry: unread" if q is None else
+                 f"quiet-telemetry: {q['batches_per_invocation']:.2f} batches/inv, records/inv "
+                 + ", ".join(f"{k.removeprefix('platform.')} {v:.3f}"
+                             for k, v in q["records_per_invocation_by_type"].items()))
+        print(f"    {pattern.replace('_', ' ') + ':':14} {quiet}; py-telemetry got the platform.report of "
+              f"{t['received']} of {t['invocations']}")
+    diff = e["call_by_call_vs_plain"]
+    return (f"extensions: warm p50 with py-telemetry (registered for INVOKE, subscribed to telemetry) "
+            f"{diff['telemetry']['p50_diff_ms']:+.3f} ms ({diff['telemetry']['p50_ratio']:.2f}x) beside the same "
+            f"function without it, call by call, n={e['n']}; the Extensions API round trip alone (noop) "
+            f"{diff['noop']['p50_diff_ms']:+.3f} ms, with telemetry unprinted {diff['quiet']['p50_diff_ms']:+.3f} ms; "
+            f"back to back in turns: py-telemetry {e['turns_vs_plain']['telemetry']['p50_diff_ms']:+.3f} ms, noop "
+            f"{e['turns_vs_plain']['noop']['p50_diff_ms']:+.3f} ms (target <= +{e['target_ms']} besides the "
+            f"extension's own work, which here is none: all of it counts)")
 
 
 def chart(r: dict, path: Path) -> None:

@@ -372,7 +372,12 @@ class FunctionPool:
             return
         last = sandbox.last_invocation
         if sandbox.telemetry.subscribers and (not sandbox.telemetry.idle() or (
-                last is not None and not last.reported.done())):   # its extensions get the invocation's records first
+                last is not None and not last.reported.done())):
+            # Its extensions get the invocation's records before it is frozen:
+            # what is buffered goes now (not at every REPORT: back to back,
+            # records wait for the subscriber's timeoutMs and go in batches).
+            if last is not None and last.reported.done():
+                sandbox.telemetry.flush_all()
             sandbox.freeze_timer = asyncio.get_running_loop().call_later(
                 self.ctx.settings.freeze_grace_s, self._freeze, sandbox)
             return
@@ -434,7 +439,6 @@ class FunctionPool:
                 sandbox.telemetry.emit("platform.report", logformat.report_record(
                     inv.request_id, status, inv.duration_ms, fn.memory_mb, used_mb, inv.init_duration_ms,
                     failure.error_type if failure else None))
-                sandbox.telemetry.flush_all()     # the invocation's records go before it is frozen
         except Exception:                     # never leave a Tail caller waiting for a REPORT
             log.exception("could not write the REPORT of %s", inv.request_id)
         finally:
