@@ -14,6 +14,7 @@ import logging
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from runtime_host.core.config import ConfigError, load_function, load_functions
@@ -39,6 +40,7 @@ def _read_event(args: argparse.Namespace) -> bytes:
 # --- serve -------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> int:
     from runtime_host.host import Host, HostError
+    from runtime_host.api.function_urls import FunctionUrls
     from runtime_host.api.invoke_api import InvokeApi
 
     try:
@@ -56,7 +58,7 @@ async def _serve(args: argparse.Namespace) -> int:
                     freeze=not args.no_freeze, freeze_grace_s=args.freeze_grace_ms / 1000,
                     idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
                     drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync,
-                    stem_cells=args.stem_cells)
+                    stem_cells=args.stem_cells, async_retry_scale=args.async_retry_scale)
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
@@ -73,11 +75,27 @@ async def _serve(args: argparse.Namespace) -> int:
               "pick another with --port", file=sys.stderr)
         await host.stop()
         return EXIT_HOST
+    urls, url_server = FunctionUrls(host), None
+    url_port = args.port + 1 if args.url_port is None else args.url_port
+    if url_port and urls.served:
+        try:
+            url_server = await urls.start(args.host, url_port)
+        except OSError as exc:
+            print(f"runtime-host: cannot listen on {args.host}:{url_port} for function URLs: {exc.strerror}; "
+                  "pick another with --url-port (0: no function URLs)", file=sys.stderr)
+            server.close()
+            await host.stop()
+            return EXIT_HOST
     endpoint = f"http://{args.host}:{args.port}"
     print(f"runtime-host: serving {len(functions)} function(s) at {endpoint} "
           f"(Runtime API for sandboxes at {host.runtime_api_address})", file=sys.stderr)
     for fn in functions.values():
-        print(f"  {fn.name:<24} {fn.runtime:<12} {fn.handler:<20} {fn.memory_mb} MB, {fn.timeout_s} s", file=sys.stderr)
+        url = f"  {urls.url_of(fn)}" if url_server is not None and fn.url is not None else ""
+        print(f"  {fn.name:<24} {fn.runtime:<12} {fn.handler:<20} {fn.memory_mb} MB, {fn.timeout_s} s{url}",
+              file=sys.stderr)
+    if url_server is not None:
+        print(f"function URLs: http://<name>.lambda-url.localhost:{urls.port}/<path> (browsers and curl resolve it), "
+              f"or http://{args.host}:{urls.port}/<name>/<path>", file=sys.stderr)
     print(f"try: aws lambda invoke --endpoint-url {endpoint} --function-name {next(iter(functions))} out.json",
           file=sys.stderr, flush=True)
     stop = asyncio.Event()
@@ -88,6 +106,8 @@ async def _serve(args: argparse.Namespace) -> int:
     print("runtime-host: stopping: no new invocations; letting those in flight finish ...", file=sys.stderr, flush=True)
     await host.drain()             # meanwhile new invocations are answered 503, as before they were
     server.close()
+    if url_server is not None:
+        url_server.close()
     await host.stop()
     print("runtime-host: stopped; every sandbox removed", file=sys.stderr, flush=True)
     return EXIT_OK
@@ -207,6 +227,27 @@ async def _ps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- events -----------------------------------------------------------------------
+def _events(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from runtime_host.store.event_queue import read_events
+
+    events = read_events(Path(args.state_dir))
+    if args.json:
+        print(json.dumps([{k: v for k, v in asdict(e).items() if k != "payload"} for e in events], indent=2))
+        return EXIT_OK
+    now = time.time()
+    print(f"{'REQUEST ID':<36}  {'FUNCTION':<24}  {'STATE':<7}  {'TRIES':>5}  {'NEXT TRY':>8}  LAST ERROR")
+    for e in events:
+        due = _seconds(max(0.0, e.next_attempt_at - now)) if e.state == "queued" else "-"
+        print(f"{e.request_id:<36}  {e.function[:24]:<24}  {e.state:<7}  {e.attempts:>5}  {due:>8}  "
+              f"{(e.last_error or '')[:80]}")
+    if not events:
+        print(f"(no events in {Path(args.state_dir) / 'events.sqlite'})")
+    return EXIT_OK
+
+
 # --- images -----------------------------------------------------------------------
 def _images(args: argparse.Namespace) -> int:
     from runtime_host.backend.docker import image_builder
@@ -259,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--functions", required=True, help="a folder of function folders (or one function folder)")
     p.add_argument("--host", default="127.0.0.1", help="address of the Invoke API (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
+    p.add_argument("--url-port", type=int, default=None,
+                   help="port of the function URLs of functions with url = true (default: --port + 1; 0: none)")
     p.add_argument("--no-freeze", action="store_true",
                    help="do not freeze idle sandboxes (per function: freeze = false in function.toml)")
     p.add_argument("--freeze-grace-ms", type=float, default=5.0,
@@ -275,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger-sync", choices=["normal", "full"], default="normal",
                    help="normal: ledger records survive the host being killed; full: also a power cut "
                         "(an fsync per group commit)")
+    p.add_argument("--async-retry-scale", type=float, default=1.0,
+                   help="multiply the waits between retries of Event invocations (default: 1, Lambda's 1 and "
+                        "2 minutes; 0.01 makes them 0.6 and 1.2 s)")
     common(p)
     p.set_defaults(handler=lambda a: run_on_uvloop(_serve(a)))
 
@@ -311,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "GB-seconds and cost. No running host is needed.")
     billing_report.add_arguments(p)
     p.set_defaults(handler=billing_report.main)
+
+    p = sub.add_parser("events", help="the queue of Event invocations: waiting, retrying, done, dropped",
+                       description="List the Event invocations in the state directory's durable queue: each "
+                                   "one's request id, function, state (queued, running, done, failed), attempts, "
+                                   "when its next try is due and its last error. No running host is needed.")
+    p.add_argument("--state-dir", default=".runtime-host", help="the host's state directory (default: .runtime-host)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_events)
 
     from runtime_host.conformance import cli as conformance_cli
     p = sub.add_parser("conformance", help="check that a runtime follows the Runtime API and survives Lambda",

@@ -29,6 +29,7 @@ from runtime_host.core.billing import PriceTableError, load_prices
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import INIT_TIMEOUT_S, RUNTIME_API_PORT
+from runtime_host.scheduler.async_delivery import AsyncDelivery
 from runtime_host.scheduler.context import (DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FREEZE_GRACE_S, DEFAULT_IDLE_TTL_S,
                                             DEFAULT_REGION, SchedulerContext, SchedulerSettings)
 from runtime_host.scheduler.invocation import LiveInvocation
@@ -36,6 +37,7 @@ from runtime_host.scheduler.registry import Registry
 from runtime_host.scheduler.sandbox import Sandbox
 from runtime_host.scheduler.scheduler import Scheduler
 from runtime_host.store import layers
+from runtime_host.store.event_queue import EventQueue
 from runtime_host.store.ledger import Ledger, LedgerError
 from runtime_host.store.logs import LogSink
 
@@ -74,7 +76,7 @@ class Host:
                  init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
                  prices_path: Path | None = None, ledger_sync: str = "normal", stem_cells: int = 1,
                  backend: ContainerBackend | None = None, runtime_api_port: int = RUNTIME_API_PORT,
-                 protocol_observer=None):
+                 protocol_observer=None, async_retry_scale: float = 1.0):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -102,6 +104,10 @@ class Host:
         self.ctx = SchedulerContext(backend=self.backend, registry=Registry(), settings=settings,
                                     ledger=None, log_writer=self.sink, prices=prices, listeners=None)
         self.scheduler = Scheduler(self.ctx, self.functions)
+        # Event invocations: durable in the state directory before their 202.
+        self.event_queue = EventQueue(self.state_dir)
+        self.async_delivery = AsyncDelivery(self.event_queue, self.functions, region, self.scheduler.new_invocation,
+                                            self.scheduler.run, retry_scale=async_retry_scale)
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -134,12 +140,21 @@ class Host:
         self.ctx.runtime_api_address = f"{self.backend.runtime_api_address}:{port}"
         self.ctx.listeners = self.runtime_api
         await self.scheduler.start()
+        for fn in self.functions.values():
+            for destination in (fn.async_invoke.on_success, fn.async_invoke.on_failure):
+                if destination is not None and destination.kind == "function" and destination.target not in self.functions:
+                    log.warning("function %s: its destination function %s is not served here; records sent "
+                                "there are lost", fn.name, destination.target)
+        await self.async_delivery.start()
 
     async def drain(self) -> None:
+        await self.async_delivery.stop_taking()
         await self.scheduler.drain()
+        await self.async_delivery.stop()
 
     async def stop(self) -> None:
         """drain(), then every sandbox, the Runtime API and the backend's containers and network removed."""
+        await self.drain()
         await self.scheduler.shutdown()
         if self._runtime_server is not None:
             self._runtime_server.close()
@@ -147,6 +162,8 @@ class Host:
             await self.backend.close()
         except Exception as exc:                 # never lose the ledger over a container left behind
             log.warning("could not remove every container: %s", exc)
+        await self.async_delivery.stop()
+        self.event_queue.close()
         if self.ledger is not None:
             self.ledger.close()
         self.sink.close()
@@ -170,6 +187,11 @@ class Host:
                                             trace_id=trace_id, cognito_identity=cognito_identity,
                                             streaming_caller=streaming_caller)
         return inv, await self.scheduler.run(inv)
+
+    async def invoke_async(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
+                           trace_id: str | None = None) -> str:
+        """An Event invocation: queued durably; its request id (the one the function will see)."""
+        return await self.async_delivery.accept(fn, payload, qualifier=qualifier, trace_id=trace_id)
 
     # --- what cli and conformance may see --------------------------------------
     @property

@@ -63,6 +63,8 @@ class Invoker(Protocol):
                      client_context: str | None = None, trace_id: str | None = None,
                      streaming_caller: bool = False) -> tuple[Invocation, Outcome]: ...
     def track(self, coro) -> asyncio.Task: ...
+    async def invoke_async(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
+                           trace_id: str | None = None) -> str: ...
     def describe_host(self) -> dict: ...
     def describe_sandboxes(self) -> list[dict]: ...
 
@@ -77,9 +79,6 @@ IDLE_TIMEOUT_S = 60.0
 BODY_TIMEOUT_S = 30.0
 HOST_SANDBOXES_PATH = "/runtime-host/sandboxes"
 LOG_TYPES = ("None", "Tail")
-# How long an Event invocation that finds every sandbox busy waits before it
-# tries again (Lambda's queue retries throttles with backoff for up to 6 h).
-EVENT_RETRY_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 BASE = f"/{INVOKE_API_VERSION}/functions"
@@ -321,8 +320,10 @@ class InvokeApi:
         if isinstance(call, Reply):
             return call
         if call.invocation_type == "Event":
-            request_id = str(uuid.uuid4())
-            self.host.track(self._invoke_event(call.fn, call.payload, call.qualifier, call.trace_id))
+            # Committed to the durable queue before the 202 (scheduler/async_delivery.py);
+            # the id is the one the function, its log and the ledger will show.
+            request_id = await self.host.invoke_async(call.fn, call.payload, qualifier=call.qualifier,
+                                                      trace_id=call.trace_id)
             return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
         inv, outcome = await self._run(call)
         if isinstance(outcome, Reply):
@@ -358,23 +359,6 @@ class InvokeApi:
         return aws_error(429, ERR_TOO_MANY_REQUESTS, "Rate Exceeded.",
                          extra={"Reason": THROTTLE_REASON_RESERVED},
                          headers={"Retry-After": "1"})
-
-    async def _invoke_event(self, fn: FunctionConfig, payload: bytes, qualifier: str | None,
-                            trace_id: str | None) -> None:
-        """An Event invocation: waits for a sandbox when all are busy, runs
-        once (no retries of function errors locally; Lambda retries twice,
-        one and two minutes later)."""
-        attempt = 0
-        while True:
-            try:
-                await self.host.invoke(fn, payload, qualifier=qualifier, trace_id=trace_id)
-                return
-            except Throttled:
-                await asyncio.sleep(EVENT_RETRY_S[min(attempt, len(EVENT_RETRY_S) - 1)])
-                attempt += 1
-            except (SandboxStartFailed, Stopping) as exc:
-                log.error("event invocation of %s dropped: %s", fn.name, exc)
-                return
 
     # --- List / Get -------------------------------------------------------------
     def configuration(self, fn: FunctionConfig) -> dict:

@@ -15,6 +15,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime_host.core.async_invoke import (MAX_EVENT_AGE_S, MAX_RETRY_ATTEMPTS, AsyncConfig, AsyncConfigError,
+                                           check_range, parse_destination)
+from runtime_host.core.http_events import AUTH_TYPE_IAM, AUTH_TYPES, INVOKE_MODES, UrlConfig
 from runtime_host.core.protocol import ACCOUNT_ID
 
 CONFIG_FILE = "function.toml"
@@ -57,6 +60,8 @@ KNOWN_FIELDS = frozenset({
     "name", "runtime", "handler", "memory_mb", "timeout_s", "reserved_concurrency",
     "image", "environment", "ephemeral_storage_mb", "description",
     "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers", "logging", "max_concurrency",
+    "url",
+    "async",
 })
 # Invocations one sandbox takes at once (Lambda Managed Instances' multi-concurrency;
 # 1 = Lambda's on-demand model). Upper bound: ours (docs/spec-additions.md §5).
@@ -121,6 +126,8 @@ class FunctionConfig:
     bootstrap: str = "/var/task/bootstrap"   # provided runtimes: where the bootstrap is (a layer's: /opt/bootstrap)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     max_concurrency: int = 1     # invocations one sandbox serves at once (AWS_LAMBDA_MAX_CONCURRENCY)
+    url: UrlConfig | None = None   # a function URL (`url = true`, or a table); None: none
+    async_invoke: AsyncConfig = field(default_factory=AsyncConfig)   # `[async]`: retries, event age, destinations
 
     @property
     def lambda_runtime(self) -> str:
@@ -237,6 +244,59 @@ def _int_in_range(path: Path, raw: dict, name: str, default: int, lo: int, hi: i
     return value
 
 
+ASYNC_FIELDS = ("maximum_retry_attempts", "maximum_event_age_s", "on_success", "on_failure")
+
+
+def _async_config(path: Path, folder: Path, raw) -> AsyncConfig:
+    """`[async]`: what PutFunctionEventInvokeConfig sets on Lambda (docs/spec-additions.md §7)."""
+    if not isinstance(raw, dict):
+        raise _refuse(path, "async", raw, "expected a table: [async] then maximum_retry_attempts = 0..2, "
+                      "maximum_event_age_s = 60..21600, on_success / on_failure = \"function:NAME\" or \"folder:PATH\"")
+    unknown = sorted(set(raw) - set(ASYNC_FIELDS))
+    if unknown:
+        raise _refuse(path, f"async.{unknown[0]}", raw[unknown[0]], f"the fields of [async] are {', '.join(ASYNC_FIELDS)}")
+    try:
+        return AsyncConfig(
+            maximum_retry_attempts=check_range("maximum_retry_attempts", raw.get("maximum_retry_attempts", 2),
+                                               MAX_RETRY_ATTEMPTS),
+            maximum_event_age_s=check_range("maximum_event_age_s", raw.get("maximum_event_age_s", 21600),
+                                            MAX_EVENT_AGE_S),
+            on_success=parse_destination(raw["on_success"], folder) if "on_success" in raw else None,
+            on_failure=parse_destination(raw["on_failure"], folder) if "on_failure" in raw else None)
+    except AsyncConfigError as exc:
+        name = next((f for f in ASYNC_FIELDS if f in str(exc)), "async")
+        raise _refuse(path, f"async.{name}" if name != "async" else "async", raw.get(name, raw), str(exc)) from None
+
+
+URL_FIELDS = ("invoke_mode", "auth_type")
+
+
+def _url(path: Path, raw: dict) -> UrlConfig | None:
+    """`url = true`, or `url = { invoke_mode = "BUFFERED" | "RESPONSE_STREAM", auth_type = "NONE" }`
+    (CreateFunctionUrlConfig's InvokeMode and AuthType; docs/spec-additions.md §6)."""
+    value = raw.get("url", False)
+    if isinstance(value, bool):
+        return UrlConfig() if value else None
+    if not isinstance(value, dict):
+        raise _refuse(path, "url", value, 'expected true, false or a table, e.g. url = { invoke_mode = '
+                      '"RESPONSE_STREAM" }')
+    unknown = sorted(set(value) - set(URL_FIELDS))
+    if unknown:
+        raise _refuse(path, f"url.{unknown[0]}", value[unknown[0]], f"known fields are {', '.join(URL_FIELDS)}")
+    invoke_mode = value.get("invoke_mode", UrlConfig.invoke_mode)
+    if invoke_mode not in INVOKE_MODES:
+        raise _refuse(path, "url.invoke_mode", invoke_mode, f"expected one of {', '.join(INVOKE_MODES)}, as "
+                      "Lambda spells them")
+    auth_type = value.get("auth_type", UrlConfig.auth_type)
+    if auth_type == AUTH_TYPE_IAM:
+        raise _refuse(path, "url.auth_type", auth_type, "this host does not check SigV4 signatures, so it serves "
+                      f"function URLs with auth_type {', '.join(AUTH_TYPES)} only (anyone who reaches the port "
+                      "may call them)")
+    if auth_type not in AUTH_TYPES:
+        raise _refuse(path, "url.auth_type", auth_type, f"expected {', '.join(AUTH_TYPES)}")
+    return UrlConfig(invoke_mode=invoke_mode, auth_type=auth_type)
+
+
 def load_function(folder: str | os.PathLike) -> FunctionConfig:
     """Read and validate one function folder; raises ConfigError on anything wrong."""
     folder = Path(folder).resolve()
@@ -298,6 +358,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
 
     provisioned = _int_in_range(path, raw, "provisioned_concurrency", 0, 0, reserved)
     max_concurrency = _int_in_range(path, raw, "max_concurrency", 1, *MAX_CONCURRENCY_RANGE)
+    async_config = _async_config(path, folder, raw.get("async", {}))
     idle_ttl_s = raw.get("idle_ttl_s")
     if idle_ttl_s is not None:
         idle_ttl_s = _int_in_range(path, raw, "idle_ttl_s", 0, 1, MAX_IDLE_TTL_S)
@@ -314,6 +375,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         raise _refuse(path, "description", description, "expected a string")
 
     logging_config = _logging(path, raw)
+    url = _url(path, raw)
 
     layers = _layers(path, folder, raw)
     if runtime == "image" and layers:
@@ -341,7 +403,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         timeout_s=timeout_s, reserved_concurrency=reserved, image=image, environment=env,
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
         idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture, layers=layers, bootstrap=bootstrap_at,
-        logging=logging_config, max_concurrency=max_concurrency,
+        logging=logging_config, max_concurrency=max_concurrency, url=url, async_invoke=async_config,
     )
 
 
