@@ -188,6 +188,12 @@ class Host:
                                             streaming_caller=streaming_caller)
         return inv, await self.scheduler.run(inv)
 
+    def event_invoke_config(self, fn: FunctionConfig):
+        return self.async_delivery.api_config(fn)
+
+    async def set_event_invoke_config(self, fn: FunctionConfig, config) -> None:
+        await self.async_delivery.set_config(fn, config)
+
     async def invoke_async(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                            trace_id: str | None = None) -> str:
         """An Event invocation: queued durably; its request id (the one the function will see)."""

@@ -36,6 +36,7 @@ from runtime_host.core.protocol import (ACCOUNT_ID, ERR_INVALID_PARAMETER_VALUE,
                                         INVOKE_WITH_RESPONSE_STREAM_API_VERSION, LATEST,
                                         MAX_ASYNC_REQUEST_BYTES, MAX_CLIENT_CONTEXT_BASE64_BYTES,
                                         MAX_SYNC_REQUEST_BYTES, THROTTLE_REASON_RESERVED)
+from runtime_host.core.async_invoke import AsyncConfig, AsyncConfigError, api_shape, merge_api_config
 from runtime_host.core.streaming import StreamEnd, invoke_complete, payload_chunk
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
 
@@ -65,6 +66,8 @@ class Invoker(Protocol):
     def track(self, coro) -> asyncio.Task: ...
     async def invoke_async(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                            trace_id: str | None = None) -> str: ...
+    def event_invoke_config(self, fn: FunctionConfig) -> tuple | None: ...
+    async def set_event_invoke_config(self, fn: FunctionConfig, config) -> None: ...
     def describe_host(self) -> dict: ...
     def describe_sandboxes(self) -> list[dict]: ...
 
@@ -84,6 +87,7 @@ LOG_TYPES = ("None", "Tail")
 BASE = f"/{INVOKE_API_VERSION}/functions"
 STREAM_BASE = f"/{INVOKE_WITH_RESPONSE_STREAM_API_VERSION}/functions"
 STREAM_ACTION = "response-streaming-invocations"
+EVENT_CONFIG_BASE = "/2019-09-25/functions"          # Put/Get/Update/DeleteFunctionEventInvokeConfig
 
 
 def json_reply(doc: dict, status: int = 200, headers: dict | None = None) -> Reply:
@@ -200,6 +204,12 @@ class InvokeApi:
             name, _, action = path[len(STREAM_BASE) + 1:].partition("/")
             if name and action == STREAM_ACTION:
                 return {"POST": self.invoke_with_response_stream}, unquote(name)
+            return None, ""
+        if path.startswith(EVENT_CONFIG_BASE + "/"):
+            name, _, action = path[len(EVENT_CONFIG_BASE) + 1:].partition("/")
+            if name and action == "event-invoke-config":
+                return {"GET": self.get_event_invoke_config, "PUT": self.put_event_invoke_config,
+                        "POST": self.update_event_invoke_config, "DELETE": self.delete_event_invoke_config}, unquote(name)
             return None, ""
         if not path.startswith(BASE + "/"):
             return None, ""
@@ -359,6 +369,50 @@ class InvokeApi:
         return aws_error(429, ERR_TOO_MANY_REQUESTS, "Rate Exceeded.",
                          extra={"Reason": THROTTLE_REASON_RESERVED},
                          headers={"Retry-After": "1"})
+
+    # --- event-invoke configuration (docs/spec-additions.md §7) -----------------------
+    async def get_event_invoke_config(self, request: Request, raw_name: str) -> Reply:
+        fn, _, refusal = self._lookup(request, raw_name)
+        if refusal is not None:
+            return refusal
+        stored = self.host.event_invoke_config(fn)
+        if stored is None:
+            return aws_error(404, ERR_RESOURCE_NOT_FOUND,
+                             f"The function {fn.arn(self.host.region)} doesn't have an EventInvokeConfig")
+        return json_reply(api_shape(fn.arn(self.host.region, LATEST), *stored))
+
+    async def put_event_invoke_config(self, request: Request, raw_name: str) -> Reply:
+        return await self._set_event_invoke_config(request, raw_name, replace=True)
+
+    async def update_event_invoke_config(self, request: Request, raw_name: str) -> Reply:
+        return await self._set_event_invoke_config(request, raw_name, replace=False)
+
+    async def _set_event_invoke_config(self, request: Request, raw_name: str, replace: bool) -> Reply:
+        fn, _, refusal = self._lookup(request, raw_name)
+        if refusal is not None:
+            return refusal
+        body, _ = await read_limited(request.content, 65536)
+        try:
+            doc = json.loads(body or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            return aws_error(400, ERR_INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}")
+        stored = self.host.event_invoke_config(fn)
+        base = AsyncConfig() if replace or stored is None else stored[0]
+        try:
+            config = merge_api_config(base, doc)
+        except AsyncConfigError as exc:
+            return aws_error(400, ERR_INVALID_PARAMETER_VALUE, str(exc))
+        await self.host.set_event_invoke_config(fn, config)
+        return json_reply(api_shape(fn.arn(self.host.region, LATEST), *self.host.event_invoke_config(fn)))
+
+    async def delete_event_invoke_config(self, request: Request, raw_name: str) -> Reply:
+        fn, _, refusal = self._lookup(request, raw_name)
+        if refusal is not None:
+            return refusal
+        await self.host.set_event_invoke_config(fn, None)
+        return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})
 
     # --- List / Get -------------------------------------------------------------
     def configuration(self, fn: FunctionConfig) -> dict:

@@ -112,6 +112,37 @@ def destination_record(*, request_id: str, function_arn: str, condition: str, in
     }
 
 
+def merge_api_config(base: AsyncConfig, doc: dict) -> AsyncConfig:
+    """PutFunctionEventInvokeConfig's body over `base` (Update keeps what it does not name)."""
+    retries = doc.get("MaximumRetryAttempts", base.maximum_retry_attempts)
+    age = doc.get("MaximumEventAgeInSeconds", base.maximum_event_age_s)
+    destinations = doc.get("DestinationConfig") or {}
+    if not isinstance(destinations, dict):
+        raise AsyncConfigError("DestinationConfig must be an object with OnSuccess and/or OnFailure")
+
+    def destination(key: str, current: Destination | None) -> Destination | None:
+        if key not in destinations:
+            return current
+        value = (destinations[key] or {}).get("Destination")
+        return parse_destination(value) if value else None
+    return AsyncConfig(maximum_retry_attempts=check_range("MaximumRetryAttempts", retries, MAX_RETRY_ATTEMPTS),
+                       maximum_event_age_s=check_range("MaximumEventAgeInSeconds", age, MAX_EVENT_AGE_S),
+                       on_success=destination("OnSuccess", base.on_success),
+                       on_failure=destination("OnFailure", base.on_failure))
+
+
+def to_stored(config: AsyncConfig) -> dict:
+    return {"maximum_retry_attempts": config.maximum_retry_attempts, "maximum_event_age_s": config.maximum_event_age_s,
+            "on_success": config.on_success.describe() if config.on_success else None,
+            "on_failure": config.on_failure.describe() if config.on_failure else None}
+
+
+def from_stored(doc: dict) -> AsyncConfig:
+    return AsyncConfig(doc["maximum_retry_attempts"], doc["maximum_event_age_s"],
+                       parse_destination(doc["on_success"]) if doc.get("on_success") else None,
+                       parse_destination(doc["on_failure"]) if doc.get("on_failure") else None)
+
+
 def api_shape(function_arn: str, config: AsyncConfig, last_modified: float) -> dict:
     """GetFunctionEventInvokeConfig's answer."""
     destinations = {}

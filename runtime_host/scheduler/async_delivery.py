@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from runtime_host.core.async_invoke import (EVENT_AGE_EXCEEDED, RETRIES_EXHAUSTED, SUCCESS, AsyncConfig, Destination,
-                                            destination_record, retry_delay_s, throttle_delay_s)
+                                            destination_record, from_stored, retry_delay_s, throttle_delay_s,
+                                            to_stored)
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Outcome
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
@@ -50,16 +51,38 @@ class AsyncDelivery:
         self._throttles: dict[str, int] = {}
         self._dispatcher: asyncio.Task | None = None
         self._stopping = False
-        self.overrides: dict[str, AsyncConfig] = {}    # PutFunctionEventInvokeConfig, by function
+        self.started_at = time.time()
+        self.overrides: dict[str, tuple[AsyncConfig, float]] = {}   # PutFunctionEventInvokeConfig: (config, when)
 
     async def start(self) -> None:
         waiting = await self.queue.open()
+        for name in self.functions:
+            stored = await self.queue.get_config(name)
+            if stored is not None:
+                self.overrides[name] = (from_stored(stored["config"]), stored["last_modified"])
         if waiting:
             log.info("%d queued event(s) from before this start will be delivered", waiting)
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_forever())
 
     def config_of(self, fn: FunctionConfig) -> AsyncConfig:
-        return self.overrides.get(fn.name, fn.async_invoke)
+        override = self.overrides.get(fn.name)
+        return override[0] if override is not None else fn.async_invoke
+
+    def api_config(self, fn: FunctionConfig) -> tuple[AsyncConfig, float] | None:
+        """What GetFunctionEventInvokeConfig shows: the API's, else function.toml's [async] if it has one."""
+        if fn.name in self.overrides:
+            return self.overrides[fn.name]
+        return (fn.async_invoke, self.started_at) if fn.async_invoke != AsyncConfig() else None
+
+    async def set_config(self, fn: FunctionConfig, config: AsyncConfig | None) -> None:
+        """Put (or, with None, delete) the function's event-invoke configuration; kept across restarts."""
+        if config is None:
+            self.overrides.pop(fn.name, None)
+            await self.queue.put_config(fn.name, None)
+            return
+        now = time.time()
+        self.overrides[fn.name] = (config, now)
+        await self.queue.put_config(fn.name, {"config": to_stored(config), "last_modified": now})
 
     # --- accepting ------------------------------------------------------------------
     async def accept(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,

@@ -68,3 +68,35 @@ def test_events_waiting_when_the_host_is_stopped_run_after_its_restart(functions
         assert wait_until(lambda: set(ids) <= ledger_ids(state), 90)
     finally:
         stop_host(second)
+
+
+def test_the_aws_cli_sets_retries_and_an_on_failure_destination_function(lambda_client, host, tmp_path):
+    import subprocess
+    from tests.conftest import DUMMY_AWS_ENV, VENV_BIN
+
+    def aws(*args):
+        done = subprocess.run([str(VENV_BIN / "aws"), "lambda", *args, "--endpoint-url", host.endpoint],
+                              env={**os.environ, **DUMMY_AWS_ENV}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    sink_arn = "arn:aws:lambda:us-east-1:000000000000:function:py-echo-log"
+    put = aws("put-function-event-invoke-config", "--function-name", "py-slow-events",
+              "--maximum-retry-attempts", "0",
+              "--destination-config", json.dumps({"OnFailure": {"Destination": sink_arn}}))
+    assert put["MaximumRetryAttempts"] == 0 and put["DestinationConfig"]["OnFailure"]["Destination"] == sink_arn
+    got = aws("get-function-event-invoke-config", "--function-name", "py-slow-events")
+    assert got["MaximumEventAgeInSeconds"] == 21600 and got["FunctionArn"].endswith(":py-slow-events:$LATEST")
+    try:
+        resp = lambda_client.invoke(FunctionName="py-slow-events", InvocationType="Event",
+                                    Payload=json.dumps({"fail": True, "n": 7}))
+        request_id = resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+        sink_log = wait_until(lambda: request_id in host.log_of("py-echo-log") and host.log_of("py-echo-log"), 60)
+        assert sink_log, "the destination function was invoked with the record"
+        record = json.loads(next(line for line in sink_log.splitlines() if request_id in line).split("echo-log got ", 1)[1])
+        assert record["requestContext"]["condition"] == "RetriesExhausted"
+        assert record["requestPayload"] == {"fail": True, "n": 7}
+        assert record["responsePayload"]["errorType"] == "RuntimeError"
+        assert host.log_of("py-slow-events").count(f"START RequestId: {request_id}") == 1, "no retry"
+    finally:
+        aws("delete-function-event-invoke-config", "--function-name", "py-slow-events")

@@ -100,3 +100,23 @@ async def test_events_accepted_by_a_host_that_died_are_delivered_by_the_next_one
     finally:
         await second.stop()
     assert set(accepted) <= ran
+
+
+async def test_event_invoke_config_refuses_values_out_of_range_naming_them():
+    async with invoke_api(function()) as (_, http):
+        url = "/2019-09-25/functions/fn/event-invoke-config"
+        async with http.put(url, json={"MaximumRetryAttempts": 5}) as r:
+            bad_retries = (r.status, await r.json())
+        async with http.put(url, json={"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:x"}}}) as r:
+            bad_destination = (r.status, await r.json())
+        async with http.get(url) as r:
+            missing = r.status
+        async with http.put(url, json={"MaximumEventAgeInSeconds": 120}) as r:
+            put = await r.json()
+        async with http.post(url, json={"MaximumRetryAttempts": 1}) as r:
+            updated = await r.json()
+    assert bad_retries[0] == 400 and "MaximumRetryAttempts must be a whole number from 0 to 2" in bad_retries[1]["message"]
+    assert bad_destination[0] == 400 and "SQS, SNS and EventBridge destinations are not served" in bad_destination[1]["message"]
+    assert missing == 404
+    assert put["MaximumEventAgeInSeconds"] == 120 and put["MaximumRetryAttempts"] == 2
+    assert updated["MaximumEventAgeInSeconds"] == 120 and updated["MaximumRetryAttempts"] == 1, "update keeps the rest"

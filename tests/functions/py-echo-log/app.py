@@ -1,0 +1,6 @@
+import json
+
+
+def handler(event, context):
+    print("echo-log got", json.dumps(event), flush=True)
+    return event
