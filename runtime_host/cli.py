@@ -58,7 +58,8 @@ async def _serve(args: argparse.Namespace) -> int:
                     freeze=not args.no_freeze, freeze_grace_s=args.freeze_grace_ms / 1000,
                     idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
                     drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync,
-                    stem_cells=args.stem_cells, async_retry_scale=args.async_retry_scale)
+                    stem_cells=args.stem_cells, async_retry_scale=args.async_retry_scale,
+                    reload_code=not args.no_reload)
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
@@ -318,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger-sync", choices=["normal", "full"], default="normal",
                    help="normal: ledger records survive the host being killed; full: also a power cut "
                         "(an fsync per group commit)")
+    p.add_argument("--no-reload", action="store_true",
+                   help="do not watch the function folders (by default a change retires the sandboxes started "
+                        "from the old code once they have answered)")
     p.add_argument("--async-retry-scale", type=float, default=1.0,
                    help="multiply the waits between retries of Event invocations (default: 1, Lambda's 1 and "
                         "2 minutes; 0.01 makes them 0.6 and 1.2 s)")

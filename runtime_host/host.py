@@ -30,6 +30,7 @@ from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import INIT_TIMEOUT_S, RUNTIME_API_PORT
 from runtime_host.scheduler.async_delivery import AsyncDelivery
+from runtime_host.scheduler.code_reload import CodeWatcher
 from runtime_host.scheduler.context import (DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FREEZE_GRACE_S, DEFAULT_IDLE_TTL_S,
                                             DEFAULT_REGION, SchedulerContext, SchedulerSettings)
 from runtime_host.scheduler.invocation import LiveInvocation
@@ -76,7 +77,7 @@ class Host:
                  init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
                  prices_path: Path | None = None, ledger_sync: str = "normal", stem_cells: int = 1,
                  backend: ContainerBackend | None = None, runtime_api_port: int = RUNTIME_API_PORT,
-                 protocol_observer=None, async_retry_scale: float = 1.0):
+                 protocol_observer=None, async_retry_scale: float = 1.0, reload_code: bool = False):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -104,6 +105,7 @@ class Host:
         self.ctx = SchedulerContext(backend=self.backend, registry=Registry(), settings=settings,
                                     ledger=None, log_writer=self.sink, prices=prices, listeners=None)
         self.scheduler = Scheduler(self.ctx, self.functions)
+        self.code_watcher = CodeWatcher(self.functions, self.scheduler.code_changed) if reload_code else None
         # Event invocations: durable in the state directory before their 202.
         self.event_queue = EventQueue(self.state_dir)
         self.async_delivery = AsyncDelivery(self.event_queue, self.functions, region, self.scheduler.new_invocation,
@@ -146,8 +148,12 @@ class Host:
                     log.warning("function %s: its destination function %s is not served here; records sent "
                                 "there are lost", fn.name, destination.target)
         await self.async_delivery.start()
+        if self.code_watcher is not None:
+            self.code_watcher.start()
 
     async def drain(self) -> None:
+        if self.code_watcher is not None:
+            await self.code_watcher.stop()
         await self.async_delivery.stop_taking()
         await self.scheduler.drain()
         await self.async_delivery.stop()

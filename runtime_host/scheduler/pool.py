@@ -70,6 +70,7 @@ class FunctionPool:
         self._waiting: deque[asyncio.Future[Sandbox]] = deque()   # invocations waiting for a returning sandbox
         self.freeze_enabled = function.freeze and ctx.settings.freeze
         self._extension_names: list[str] | None = None
+        self.code_generation = 0                  # bumped when the function's folder changes (code_reload.py)
         self.idle_ttl_s = function.idle_ttl_s or ctx.settings.idle_ttl_s
 
     # --- invoking -----------------------------------------------------------
@@ -171,7 +172,8 @@ class FunctionPool:
         one starting), or a new sandbox; raises Throttled."""
         best = None
         for sandbox in self.sandboxes.values():
-            if sandbox.removing or sandbox.free_slots <= 0 or sandbox.state in (SandboxState.SHUTTING_DOWN,
+            if sandbox.removing or sandbox.code_generation < self.code_generation or sandbox.free_slots <= 0 \
+                    or sandbox.state in (SandboxState.SHUTTING_DOWN,
                                                                                  SandboxState.DEAD,
                                                                                  SandboxState.INIT_FAILED):
                 continue
@@ -275,6 +277,7 @@ class FunctionPool:
             raise Throttled(self.function.name)
         kind = ConcurrentSandbox if self.function.max_concurrency > 1 else Sandbox
         sandbox = kind(self, self.function, uuid.uuid4().hex[:12], backend=self.ctx.backend,
+                       code_generation=self.code_generation,
                           log_writer=self.ctx.log_writer, initialization_type=initialization_type)
         self.sandboxes[sandbox.id] = sandbox
         return sandbox
@@ -450,6 +453,9 @@ class FunctionPool:
         invocation, or keep it warm (and frozen) for the next one."""
         if sandbox.state is not SandboxState.READY:
             return
+        if sandbox.code_generation < self.code_generation:
+            self.destroy_soon(sandbox, graceful=True)   # its runtime loaded code that changed since
+            return
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -469,6 +475,14 @@ class FunctionPool:
                 sandbox.freeze_timer.cancel()
             sandbox.freeze_timer = asyncio.get_running_loop().call_later(
                 self.ctx.settings.freeze_grace_s, self._freeze, sandbox)
+
+    def code_changed(self) -> None:
+        """The function's folder changed: idle sandboxes go now, busy ones once
+        they have answered; new ones start from the new code."""
+        self.code_generation += 1
+        for sandbox in list(self.sandboxes.values()):
+            if sandbox.state in (SandboxState.READY, SandboxState.FROZEN) and not sandbox.removing:
+                self.destroy_soon(sandbox, graceful=True)
 
     def sandbox_dead(self, sandbox: Sandbox) -> None:
         if sandbox in self.idle:

@@ -87,13 +87,14 @@ class InitFailed(Exception):
 
 class Sandbox:
     def __init__(self, listener: SandboxListener, function, sandbox_id: str, *, backend: ContainerBackend,
-                 log_writer: LogWriter, initialization_type: str = ON_DEMAND):
+                 log_writer: LogWriter, initialization_type: str = ON_DEMAND, code_generation: int = 0):
         self.listener = listener
         self.function = function
         self.id = sandbox_id
         self.backend = backend
         self.log_writer = log_writer
         self.initialization_type = initialization_type
+        self.code_generation = code_generation      # the pool's, when it started (code_reload.py)
         self.life = SandboxLife()
         self.container: Container | None = None
         self.runtime_server = None                 # the Runtime API on its own loopback, if it has one (closable)

@@ -50,6 +50,13 @@ class Scheduler:
         """Our image names the functions need (image functions bring their own)."""
         return sorted({IMAGE_OF_RUNTIME[fn.runtime] for fn in self.functions.values() if not fn.is_image})
 
+    def code_changed(self, name: str) -> None:
+        """A function's folder changed (code_reload.py): its next invocations run the new code."""
+        pool = self.pools.get(name)
+        if pool is not None and not self.ctx.stopping:
+            log.info("code of %s changed: sandboxes from now on run the new code", name)
+            pool.code_changed()
+
     async def start(self) -> None:
         """Exits heard, provisioned sandboxes initialized and frozen, stems stocked."""
         self.ctx.backend.watch_exits(self.ctx.registry.on_exit)
