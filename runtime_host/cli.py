@@ -42,6 +42,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from runtime_host.host import Host, HostError
     from runtime_host.api.function_urls import FunctionUrls
     from runtime_host.api.invoke_api import InvokeApi
+    from runtime_host.scheduler.schedule_timer import ScaledClock
 
     try:
         functions, errors = load_functions(args.functions)
@@ -59,7 +60,7 @@ async def _serve(args: argparse.Namespace) -> int:
                     idle_ttl_s=args.idle_ttl_s, init_timeout_s=args.init_timeout_s,
                     drain_timeout_s=args.drain_timeout_s, prices_path=args.prices, ledger_sync=args.ledger_sync,
                     stem_cells=args.stem_cells, async_retry_scale=args.async_retry_scale,
-                    reload_code=not args.no_reload)
+                    reload_code=not args.no_reload, schedule_clock=ScaledClock(args.schedule_clock_scale))
     except HostError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_HOST
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reload", action="store_true",
                    help="do not watch the function folders (by default a change retires the sandboxes started "
                         "from the old code once they have answered)")
+    # Hidden: the schedule clock runs this many times faster (60: a scheduled minute a second; tests).
+    p.add_argument("--schedule-clock-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--async-retry-scale", type=float, default=1.0,
                    help="multiply the waits between retries of Event invocations (default: 1, Lambda's 1 and "
                         "2 minutes; 0.01 makes them 0.6 and 1.2 s)")

@@ -36,6 +36,7 @@ from runtime_host.scheduler.context import (DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FRE
 from runtime_host.scheduler.invocation import LiveInvocation
 from runtime_host.scheduler.registry import Registry
 from runtime_host.scheduler.sandbox import Sandbox
+from runtime_host.scheduler.schedule_timer import ScheduleTimer
 from runtime_host.scheduler.scheduler import Scheduler
 from runtime_host.store import layers
 from runtime_host.store.event_queue import EventQueue
@@ -77,7 +78,8 @@ class Host:
                  init_timeout_s: float = INIT_TIMEOUT_S, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
                  prices_path: Path | None = None, ledger_sync: str = "normal", stem_cells: int = 1,
                  backend: ContainerBackend | None = None, runtime_api_port: int = RUNTIME_API_PORT,
-                 protocol_observer=None, async_retry_scale: float = 1.0, reload_code: bool = False):
+                 protocol_observer=None, async_retry_scale: float = 1.0, reload_code: bool = False,
+                 schedule_clock=None):
         self.functions = dict(functions)
         self.state_dir = Path(state_dir)
         self.region = region
@@ -110,6 +112,8 @@ class Host:
         self.event_queue = EventQueue(self.state_dir)
         self.async_delivery = AsyncDelivery(self.event_queue, self.functions, region, self.scheduler.new_invocation,
                                             self.scheduler.run, retry_scale=async_retry_scale)
+        # `schedule` in function.toml: EventBridge rules, fired as Event invocations.
+        self.schedule_timer = ScheduleTimer(self.functions, region, self.invoke_async, schedule_clock)
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -148,10 +152,12 @@ class Host:
                     log.warning("function %s: its destination function %s is not served here; records sent "
                                 "there are lost", fn.name, destination.target)
         await self.async_delivery.start()
+        self.schedule_timer.start()
         if self.code_watcher is not None:
             self.code_watcher.start()
 
     async def drain(self) -> None:
+        await self.schedule_timer.stop()
         if self.code_watcher is not None:
             await self.code_watcher.stop()
         await self.async_delivery.stop_taking()

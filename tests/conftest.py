@@ -56,6 +56,7 @@ class RunningHost:
     state_dir: Path
     functions_dir: Path
     stderr_path: Path
+    url_port: int = 0                   # where its function URLs listen (`serve --url-port`)
 
     @property
     def pid(self) -> int:
@@ -108,13 +109,14 @@ def functions_dir(tmp_path_factory, awslambdaric_function, node_ric_functions) -
 def start_host(functions_dir: Path, state_dir: Path, port: int | None = None,
                extra_args: list[str] | None = None) -> RunningHost:
     port = port or free_port()
+    url_port = free_port()              # not --port + 1, which another test's host may hold
     state_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = state_dir / "host.stderr"
     proc = subprocess.Popen(
         [RUNTIME_HOST, "serve", "--functions", str(functions_dir), "--port", str(port),
-         "--state-dir", str(state_dir), *(extra_args or [])],
+         "--url-port", str(url_port), "--state-dir", str(state_dir), *(extra_args or [])],
         stdout=subprocess.DEVNULL, stderr=open(stderr_path, "wb"), cwd=REPO)
-    host = RunningHost(proc, f"http://127.0.0.1:{port}", state_dir, functions_dir, stderr_path)
+    host = RunningHost(proc, f"http://127.0.0.1:{port}", state_dir, functions_dir, stderr_path, url_port)
     deadline = time.monotonic() + HOST_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -19,6 +19,7 @@ from runtime_host.core.async_invoke import (MAX_EVENT_AGE_S, MAX_RETRY_ATTEMPTS,
                                            check_range, parse_destination)
 from runtime_host.core.http_events import AUTH_TYPE_IAM, AUTH_TYPES, INVOKE_MODES, UrlConfig
 from runtime_host.core.protocol import ACCOUNT_ID
+from runtime_host.core.schedules import INVALID_MESSAGE, Schedule, ScheduleError, parse_schedule
 
 CONFIG_FILE = "function.toml"
 
@@ -62,6 +63,7 @@ KNOWN_FIELDS = frozenset({
     "provisioned_concurrency", "idle_ttl_s", "freeze", "architecture", "layers", "logging", "max_concurrency",
     "url",
     "async",
+    "schedule",
 })
 # Invocations one sandbox takes at once (Lambda Managed Instances' multi-concurrency;
 # 1 = Lambda's on-demand model). Upper bound: ours (docs/spec-additions.md §5).
@@ -128,6 +130,7 @@ class FunctionConfig:
     max_concurrency: int = 1     # invocations one sandbox serves at once (AWS_LAMBDA_MAX_CONCURRENCY)
     url: UrlConfig | None = None   # a function URL (`url = true`, or a table); None: none
     async_invoke: AsyncConfig = field(default_factory=AsyncConfig)   # `[async]`: retries, event age, destinations
+    schedules: tuple[Schedule, ...] = ()   # `schedule = "rate(...)" | "cron(...)"` or a list: EventBridge rules
 
     @property
     def lambda_runtime(self) -> str:
@@ -297,6 +300,20 @@ def _url(path: Path, raw: dict) -> UrlConfig | None:
     return UrlConfig(invoke_mode=invoke_mode, auth_type=auth_type)
 
 
+def _schedules(path: Path, raw: dict) -> tuple[Schedule, ...]:
+    """`schedule = "rate(5 minutes)"`, or a list of them (one EventBridge rule each); docs/spec-additions.md §8."""
+    value = raw.get("schedule", [])
+    items = value if isinstance(value, list) else [value]
+    schedules = []
+    for index, item in enumerate(items):
+        name = f"schedule[{index}]" if isinstance(value, list) else "schedule"
+        try:
+            schedules.append(parse_schedule(item))
+        except ScheduleError as exc:
+            raise _refuse(path, name, item, f"{exc} (EventBridge refuses it: {INVALID_MESSAGE})") from None
+    return tuple(schedules)
+
+
 def load_function(folder: str | os.PathLike) -> FunctionConfig:
     """Read and validate one function folder; raises ConfigError on anything wrong."""
     folder = Path(folder).resolve()
@@ -376,6 +393,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
 
     logging_config = _logging(path, raw)
     url = _url(path, raw)
+    schedules = _schedules(path, raw)
 
     layers = _layers(path, folder, raw)
     if runtime == "image" and layers:
@@ -404,6 +422,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         ephemeral_storage_mb=storage_mb, description=description, provisioned_concurrency=provisioned,
         idle_ttl_s=idle_ttl_s, freeze=freeze, architecture=architecture, layers=layers, bootstrap=bootstrap_at,
         logging=logging_config, max_concurrency=max_concurrency, url=url, async_invoke=async_config,
+        schedules=schedules,
     )
 
 
