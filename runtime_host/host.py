@@ -11,8 +11,10 @@ sandbox or backend decides: every method here is a call to one of them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import random
 import resource
 import sys
 import time
@@ -28,7 +30,7 @@ from runtime_host.backend.interface import BackendError, ContainerBackend
 from runtime_host.core.billing import PriceTableError, load_prices
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Outcome
-from runtime_host.core.protocol import INIT_TIMEOUT_S, RUNTIME_API_PORT
+from runtime_host.core.protocol import INIT_TIMEOUT_S, LATEST, RUNTIME_API_PORT
 from runtime_host.scheduler.async_delivery import AsyncDelivery
 from runtime_host.scheduler.code_reload import CodeWatcher
 from runtime_host.scheduler.context import (DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_FREEZE_GRACE_S, DEFAULT_IDLE_TTL_S,
@@ -40,6 +42,7 @@ from runtime_host.scheduler.schedule_timer import ScheduleTimer
 from runtime_host.scheduler.scheduler import Scheduler
 from runtime_host.store import layers
 from runtime_host.store.event_queue import EventQueue
+from runtime_host.store.versions import VersionStore
 from runtime_host.store.ledger import Ledger, LedgerError
 from runtime_host.store.logs import LogSink
 
@@ -107,6 +110,8 @@ class Host:
         self.ctx = SchedulerContext(backend=self.backend, registry=Registry(), settings=settings,
                                     ledger=None, log_writer=self.sink, prices=prices, listeners=None)
         self.scheduler = Scheduler(self.ctx, self.functions)
+        self.versions = VersionStore(self.state_dir)
+        self._versions: dict[tuple[str, str], FunctionConfig] = {}
         self.code_watcher = CodeWatcher(self.functions, self.scheduler.code_changed) if reload_code else None
         # Event invocations: durable in the state directory before their 202.
         self.event_queue = EventQueue(self.state_dir)
@@ -199,6 +204,40 @@ class Host:
                                             trace_id=trace_id, cognito_identity=cognito_identity,
                                             streaming_caller=streaming_caller)
         return inv, await self.scheduler.run(inv)
+
+    # --- versions and aliases (store/versions.py) -------------------------------------
+    def version_of(self, fn: FunctionConfig, version: str) -> FunctionConfig | None:
+        """A published version's configuration (its own copy of the code), or None."""
+        key = (fn.name, version)
+        if key not in self._versions:
+            published = self.versions.get(fn.name, version)
+            if published is None:
+                return None
+            self._versions[key] = dataclasses.replace(fn, code_dir=published.code_dir, version=version,
+                                                      description=published.description)
+        return self._versions[key]
+
+    def qualified(self, fn: FunctionConfig, qualifier: str | None) -> FunctionConfig | None:
+        """What a qualifier names: $LATEST, a version, or an alias (a weighted
+        alias picks one of its two versions at random, by weight)."""
+        if qualifier is None or qualifier == LATEST:
+            return fn
+        if qualifier.isdigit():
+            return self.version_of(fn, qualifier)
+        alias = self.versions.aliases(fn.name).get(qualifier)
+        if alias is None:
+            return None
+        version = alias.function_version
+        if alias.weights:
+            extra, weight = next(iter(alias.weights.items()))
+            if random.random() < weight:
+                version = extra
+        return fn if version == LATEST else self.version_of(fn, version)
+
+    async def publish_version(self, fn: FunctionConfig, description: str) -> tuple[FunctionConfig, bool]:
+        published, created = await asyncio.get_running_loop().run_in_executor(
+            None, self.versions.publish, fn.name, fn.code_dir, description)
+        return self.version_of(fn, published.version), created
 
     def event_invoke_config(self, fn: FunctionConfig):
         return self.async_delivery.api_config(fn)

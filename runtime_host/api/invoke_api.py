@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Invocation, Outcome
 from runtime_host.core.logformat import tail
 from runtime_host.core.protocol import (ACCOUNT_ID, ERR_INVALID_PARAMETER_VALUE, ERR_INVALID_REQUEST_CONTENT,
-                                        ERR_REQUEST_TOO_LARGE, ERR_RESOURCE_NOT_FOUND, ERR_SERVICE,
+                                        ERR_REQUEST_TOO_LARGE, ERR_RESOURCE_CONFLICT, ERR_RESOURCE_NOT_FOUND, ERR_SERVICE,
                                         ERR_TOO_MANY_REQUESTS, H_AMZN_ERROR_TYPE, H_AMZN_REQUEST_ID, H_AMZN_TRACE_ID,
                                         H_CALLER_CLIENT_CONTEXT, H_EXECUTED_VERSION, H_FUNCTION_ERROR,
                                         H_INVOCATION_TYPE, H_LOG_RESULT, H_LOG_TYPE, INVOKE_API_VERSION,
@@ -39,6 +40,7 @@ from runtime_host.core.protocol import (ACCOUNT_ID, ERR_INVALID_PARAMETER_VALUE,
 from runtime_host.core.async_invoke import AsyncConfig, AsyncConfigError, api_shape, merge_api_config
 from runtime_host.core.streaming import StreamEnd, invoke_complete, payload_chunk
 from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
+from runtime_host.store.versions import Alias
 
 
 def logging_config(fn: FunctionConfig) -> dict:
@@ -156,6 +158,17 @@ async def events(inv: Invocation, outcome: Outcome, with_tail: bool) -> AsyncIte
             stream.detach()                        # the caller left; the function goes on (spec §2.2)
 
 
+async def _json_body(request: Request) -> tuple[dict, Reply | None]:
+    body, _ = await read_limited(request.content, 65536)
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError as exc:
+        return {}, aws_error(400, ERR_INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}")
+    if not isinstance(doc, dict):
+        return {}, aws_error(400, ERR_INVALID_REQUEST_CONTENT, "Could not parse request body into json: expected an object")
+    return doc, None
+
+
 def error_code_and_message(outcome: Outcome) -> tuple[str, str]:
     """InvokeComplete's ErrorCode and ErrorDetails for an error response:
     the error document's errorType (the name the function gave its error;
@@ -214,8 +227,14 @@ class InvokeApi:
         if not path.startswith(BASE + "/"):
             return None, ""
         name, _, action = path[len(BASE) + 1:].partition("/")
+        if action.startswith("aliases/") and len(action) > len("aliases/"):
+            action = "aliases/*"                   # the handler reads the alias's name from the path
         handlers = {"": {"GET": self.get_function}, "invocations": {"POST": self.invoke},
-                    "configuration": {"GET": self.get_function_configuration}}.get(action)
+                    "configuration": {"GET": self.get_function_configuration},
+                    "versions": {"GET": self.list_versions, "POST": self.publish_version},
+                    "aliases": {"GET": self.list_aliases, "POST": self.create_alias},
+                    "aliases/*": {"GET": self.get_alias, "PUT": self.update_alias,
+                                  "DELETE": self.delete_alias}}.get(action)
         # boto3 and the AWS CLI percent-encode the ':' of ARNs and qualifiers.
         return (handlers, unquote(name)) if handlers and name else (None, "")
 
@@ -253,9 +272,11 @@ class InvokeApi:
         fn = self.host.resolve(name)
         if fn is None:
             return None, None, self._not_found(name, qualifier)
-        if qualifier not in (None, LATEST):
-            # Only $LATEST exists locally: no published versions or aliases.
-            return None, None, self._not_found(name, qualifier)
+        if qualifier is not None and qualifier != LATEST:
+            chosen = self.host.qualified(fn, qualifier)   # a version, or what an alias routes to
+            if chosen is None:
+                return None, None, self._not_found(name, qualifier)
+            fn = chosen
         return fn, qualifier, None
 
     # --- Invoke and InvokeWithResponseStream ----------------------------------------
@@ -342,7 +363,7 @@ class InvokeApi:
             # A streaming runtime, a buffered caller: the whole body at the end,
             # within the buffered limit (the stream was capped at it; spec §2.2).
             outcome = await buffered(inv, outcome)
-        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
+        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: call.fn.version}
         if outcome.is_error:
             headers[H_FUNCTION_ERROR] = "Unhandled"
         if call.log_type == "Tail":
@@ -362,7 +383,7 @@ class InvokeApi:
         if isinstance(outcome, Reply):
             return outcome
         content_type = outcome.stream.content_type if outcome.stream is not None else outcome.content_type
-        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: LATEST}
+        headers = {H_AMZN_REQUEST_ID: inv.request_id, H_EXECUTED_VERSION: call.fn.version}
         return Reply(200, b"", content_type, headers, stream=events(inv, outcome, call.log_type == "Tail"))
 
     def _throttled(self, fn: FunctionConfig) -> Reply:
@@ -414,6 +435,134 @@ class InvokeApi:
         await self.host.set_event_invoke_config(fn, None)
         return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})
 
+    # --- versions and aliases (store/versions.py) ------------------------------------
+    def _unqualified(self, request: Request, raw_name: str) -> tuple[FunctionConfig | None, Reply | None]:
+        name, _ = parse_function_name(raw_name)
+        fn = self.host.resolve(name)
+        return (fn, None) if fn is not None else (None, self._not_found(name))
+
+    async def publish_version(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        doc, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
+        version, created = await self.host.publish_version(fn, str(doc.get("Description", "")))
+        return json_reply(await self._configuration(version), 201 if created else 200)
+
+    async def list_versions(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        published = [self.host.version_of(fn, v.version) for v in self.host.versions.versions(fn.name)]
+        return json_reply({"Versions": [await self._configuration(f) for f in (fn, *published)]})
+
+    def _alias_reply(self, fn: FunctionConfig, alias: Alias, status: int = 200) -> Reply:
+        doc = {"AliasArn": fn.arn(self.host.region, alias.name), "Name": alias.name,
+               "FunctionVersion": alias.function_version, "Description": alias.description,
+               "RevisionId": alias.revision_id}
+        if alias.weights:
+            doc["RoutingConfig"] = {"AdditionalVersionWeights": alias.weights}
+        return json_reply(doc, status)
+
+    def _check_alias(self, fn: FunctionConfig, alias: Alias) -> Reply | None:
+        """AWS's refusals for an alias's version and weights."""
+        if alias.function_version != LATEST and self.host.version_of(fn, alias.function_version) is None:
+            return self._not_found(fn.name, alias.function_version)
+        if len(alias.weights) > 1:
+            return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
+                             "RoutingConfig.AdditionalVersionWeights takes at most one version")
+        for version, weight in alias.weights.items():
+            if alias.function_version == LATEST or version == LATEST:
+                return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
+                                 "RoutingConfig cannot route to or from $LATEST; publish a version first")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+                return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
+                                 f"the weight of version {version} must be a number from 0.0 to 1.0; got {weight!r}")
+            if version == alias.function_version:
+                return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
+                                 f"version {version} is the alias's own version; route to another one")
+            if self.host.version_of(fn, version) is None:
+                return self._not_found(fn.name, version)
+        return None
+
+    async def create_alias(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        doc, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
+        name = str(doc.get("Name", ""))
+        if not re.fullmatch(r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)", name) or len(name) > 128:
+            return aws_error(400, ERR_INVALID_PARAMETER_VALUE,
+                             f"alias name {name!r}: 1-128 letters, digits, '-' and '_', not all digits")
+        aliases = self.host.versions.aliases(fn.name)
+        if name in aliases:
+            return aws_error(409, ERR_RESOURCE_CONFLICT, f"Alias already exists: {fn.arn(self.host.region, name)}")
+        alias = Alias(name, str(doc.get("FunctionVersion", "")), str(doc.get("Description", "")),
+                      dict((doc.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}),
+                      str(uuid.uuid4()))
+        if (refusal := self._check_alias(fn, alias)) is not None:
+            return refusal
+        aliases[name] = alias
+        self.host.versions.save_aliases(fn.name, aliases)
+        return self._alias_reply(fn, alias, 201)
+
+    def _named_alias(self, request: Request, fn: FunctionConfig) -> tuple[dict, Alias | None, Reply | None]:
+        name = unquote(request.path.rsplit("/aliases/", 1)[1])
+        aliases = self.host.versions.aliases(fn.name)
+        if name not in aliases:
+            return aliases, None, aws_error(404, ERR_RESOURCE_NOT_FOUND,
+                                            f"Alias not found: {fn.arn(self.host.region, name)}")
+        return aliases, aliases[name], None
+
+    async def get_alias(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        _, alias, refusal = self._named_alias(request, fn)
+        return refusal or self._alias_reply(fn, alias)
+
+    async def update_alias(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        aliases, alias, refusal = self._named_alias(request, fn)
+        if refusal is not None:
+            return refusal
+        doc, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
+        updated = Alias(alias.name, str(doc.get("FunctionVersion", alias.function_version)),
+                        str(doc.get("Description", alias.description)),
+                        dict((doc["RoutingConfig"] or {}).get("AdditionalVersionWeights") or {})
+                        if "RoutingConfig" in doc else alias.weights, str(uuid.uuid4()))
+        if (refusal := self._check_alias(fn, updated)) is not None:
+            return refusal
+        aliases[alias.name] = updated
+        self.host.versions.save_aliases(fn.name, aliases)
+        return self._alias_reply(fn, updated)
+
+    async def delete_alias(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        aliases, alias, refusal = self._named_alias(request, fn)
+        if refusal is not None:
+            return refusal
+        del aliases[alias.name]
+        self.host.versions.save_aliases(fn.name, aliases)
+        return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})
+
+    async def list_aliases(self, request: Request, raw_name: str) -> Reply:
+        fn, refusal = self._unqualified(request, raw_name)
+        if refusal is not None:
+            return refusal
+        aliases = sorted(self.host.versions.aliases(fn.name).values(), key=lambda a: a.name)
+        return json_reply({"Aliases": [json.loads(self._alias_reply(fn, a).body) for a in aliases]})
+
     # --- List / Get -------------------------------------------------------------
     def configuration(self, fn: FunctionConfig) -> dict:
         code_hash = hashlib.sha256()
@@ -424,7 +573,7 @@ class InvokeApi:
                 code_hash.update(p.name.encode())
         conf = {
             "FunctionName": fn.name,
-            "FunctionArn": fn.arn(self.host.region),
+            "FunctionArn": fn.arn(self.host.region, None if fn.version == LATEST else fn.version),
             "Role": f"arn:aws:iam::{ACCOUNT_ID}:role/lambda-role",
             "Handler": fn.handler,
             "CodeSize": size,
@@ -433,7 +582,7 @@ class InvokeApi:
             "MemorySize": fn.memory_mb,
             "LastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(fn.code_dir.stat().st_mtime)),
             "CodeSha256": base64.b64encode(code_hash.digest()).decode(),
-            "Version": LATEST,
+            "Version": fn.version,
             "Environment": {"Variables": dict(fn.environment)},
             "TracingConfig": {"Mode": "PassThrough"},
             "State": "Active",

@@ -18,7 +18,7 @@ from pathlib import Path
 from runtime_host.core.async_invoke import (MAX_EVENT_AGE_S, MAX_RETRY_ATTEMPTS, AsyncConfig, AsyncConfigError,
                                            check_range, parse_destination)
 from runtime_host.core.http_events import AUTH_TYPE_IAM, AUTH_TYPES, INVOKE_MODES, UrlConfig
-from runtime_host.core.protocol import ACCOUNT_ID
+from runtime_host.core.protocol import ACCOUNT_ID, LATEST
 from runtime_host.core.schedules import INVALID_MESSAGE, Schedule, ScheduleError, parse_schedule
 
 CONFIG_FILE = "function.toml"
@@ -128,6 +128,7 @@ class FunctionConfig:
     bootstrap: str = "/var/task/bootstrap"   # provided runtimes: where the bootstrap is (a layer's: /opt/bootstrap)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     max_concurrency: int = 1     # invocations one sandbox serves at once (AWS_LAMBDA_MAX_CONCURRENCY)
+    version: str = LATEST        # a published version's number; its code_dir is that version's copy
     url: UrlConfig | None = None   # a function URL (`url = true`, or a table); None: none
     async_invoke: AsyncConfig = field(default_factory=AsyncConfig)   # `[async]`: retries, event age, destinations
     schedules: tuple[Schedule, ...] = ()   # `schedule = "rate(...)" | "cron(...)"` or a list: EventBridge rules

@@ -84,6 +84,7 @@ class Invocation:
     client_context: str | None = None
     cognito_identity: str | None = None
     streaming_caller: bool = False            # InvokeWithResponseStream: 200 MB cap, shaped after 6 MiB
+    function: object = field(default=None, repr=False)   # the FunctionConfig it runs (a version's, if published)
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     received_at: float = field(default_factory=time.monotonic)
     received_epoch_ms: int = field(default_factory=lambda: int(time.time() * 1000))

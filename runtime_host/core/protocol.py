@@ -37,6 +37,7 @@ ERR_RESOURCE_NOT_FOUND = "ResourceNotFoundException"
 ERR_INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
 ERR_REQUEST_TOO_LARGE = "RequestTooLargeException"
 ERR_INVALID_PARAMETER_VALUE = "InvalidParameterValueException"
+ERR_RESOURCE_CONFLICT = "ResourceConflictException"
 THROTTLE_REASON_RESERVED = "ReservedFunctionConcurrentInvocationLimitExceeded"
 
 # §1.10 payload limits, in bytes.

@@ -39,7 +39,7 @@ from runtime_host.core.exits import SIGKILL_EXIT_CODE
 from runtime_host.core.extensions import (EXTENSIONS_DIR, FAILURE, SHUTDOWN, SPINDOWN, TIMEOUT, extension_env,
                                           shutdown_event, shutdown_window_ms)
 from runtime_host.core.invocation import Outcome, platform_error
-from runtime_host.core.protocol import LATEST, LOOPBACK_RUNTIME_API, SANDBOX_FAILURE, SANDBOX_TIMEDOUT
+from runtime_host.core.protocol import LOOPBACK_RUNTIME_API, SANDBOX_FAILURE, SANDBOX_TIMEDOUT
 from runtime_host.core.rules import ledger_outcome
 from runtime_host.core.states import InvocationState, SandboxEvent, SandboxState
 from runtime_host.scheduler.context import SandboxStartFailed, SchedulerContext, Throttled
@@ -111,7 +111,7 @@ class FunctionPool:
         inv.max_memory_used_mb = self._max_memory_used_mb(sandbox)
         billed = billed_duration_ms(inv.duration_ms, inv.init_duration_ms)
         return Record(
-            request_id=inv.request_id, function=fn.name, version=LATEST, started_at=inv.received_epoch_ms / 1000,
+            request_id=inv.request_id, function=fn.name, version=fn.version, started_at=inv.received_epoch_ms / 1000,
             duration_ms=round(inv.duration_ms, 2), billed_ms=billed,
             init_ms=round(inv.init_duration_ms, 2) if inv.init_duration_ms is not None else None,
             memory_mb=fn.memory_mb, max_memory_used_mb=inv.max_memory_used_mb, cold=inv.cold,
@@ -360,9 +360,9 @@ class FunctionPool:
         fn = self.function
         image = fn.image if fn.is_image else self.ctx.images[IMAGE_OF_RUNTIME[fn.runtime]]
         env = sandbox_env(fn, region=self.ctx.settings.region, runtime_api=self.ctx.runtime_api_address,
-                          initialization_type=sandbox.initialization_type)
+                          initialization_type=sandbox.initialization_type, version=fn.version)
         return ContainerSpec(image=image, command=runtime_command(fn), env=env,
-                             labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: LATEST, LABEL_SANDBOX: sandbox.id},
+                             labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: fn.version, LABEL_SANDBOX: sandbox.id},
                              memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.ctx.settings.cores),
                              tmp_mb=fn.ephemeral_storage_mb, code_dir=None if fn.is_image else fn.code_dir,
                              opt_dir=self.ctx.opt_dirs.get(fn.name), name=f"rh-{fn.name[:40]}-{sandbox.id}")

@@ -32,7 +32,7 @@ from runtime_host.core.environment import ON_DEMAND
 from runtime_host.core.exits import describe_exit, exit_error_type
 from runtime_host.core.extensions import INVOKE, invoke_event, registration_line
 from runtime_host.core.invocation import Outcome, keep_tail, platform_error
-from runtime_host.core.protocol import ACCOUNT_ID, LATEST
+from runtime_host.core.protocol import ACCOUNT_ID
 from runtime_host.core.telemetry import span, subscription_line
 from runtime_host.scheduler.context import LogWriter
 from runtime_host.scheduler.extensions import Extension, SandboxExtensions
@@ -121,7 +121,7 @@ class Sandbox:
         self.bring_up: asyncio.Future | None = None    # its start, shared by whoever waits (max_concurrency > 1)
         # Extensions and telemetry (spec §8): any sandbox may have internal
         # extensions; external ones are started by the pool from /opt/extensions.
-        self.extensions = SandboxExtensions(function.name, LATEST, function.handler, ACCOUNT_ID)
+        self.extensions = SandboxExtensions(function.name, function.version, function.handler, ACCOUNT_ID)
         self.extensions.on_failure = self._extension_failed
         self.extensions.on_registered = self._extension_registered
         self.telemetry = SandboxTelemetry(lambda: self.address)
@@ -207,11 +207,11 @@ class Sandbox:
         if first:
             if self.invocations_served == 0 and self.init_log:
                 inv.append_log(self.init_log)      # a cold start's tail shows its init output
-            line = logformat.start_lines(self.function.logging, inv.request_id)
+            line = logformat.start_lines(self.function.logging, inv.request_id, self.function.version)
             if line:                               # a JSON function's system level may drop it
                 inv.append_log(line)
                 self.log_writer.write(self.function.name, line)
-            self.telemetry.emit("platform.start", {"requestId": inv.request_id, "version": LATEST})
+            self.telemetry.emit("platform.start", {"requestId": inv.request_id, "version": self.function.version})
         return inv
 
     def _runtime_back(self, inv: Invocation) -> None:

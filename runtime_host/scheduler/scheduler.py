@@ -16,7 +16,7 @@ import time
 
 from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
 from runtime_host.core.invocation import Outcome, platform_error
-from runtime_host.core.protocol import SANDBOX_FAILURE
+from runtime_host.core.protocol import LATEST, SANDBOX_FAILURE
 from runtime_host.core.states import SandboxState
 from runtime_host.scheduler.context import SchedulerContext, Stopping
 from runtime_host.scheduler.invocation import LiveInvocation
@@ -35,6 +35,10 @@ MEMORY_SAMPLE_S = 0.1
 
 def _mb(n: int | None) -> float | None:
     return None if n is None else round(n / 2**20, 1)
+
+
+def pool_key(name: str, version: str) -> str:
+    return name if version == LATEST else f"{name}:{version}"
 
 
 class Scheduler:
@@ -85,7 +89,7 @@ class Scheduler:
     def new_invocation(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                        client_context: str | None = None, trace_id: str | None = None,
                        cognito_identity: str | None = None, streaming_caller: bool = False) -> LiveInvocation:
-        inv = LiveInvocation(function_name=fn.name, payload=payload, timeout_s=fn.timeout_s,
+        inv = LiveInvocation(function_name=fn.name, function=fn, payload=payload, timeout_s=fn.timeout_s,
                              invoked_arn=fn.arn(self.ctx.settings.region, qualifier),
                              client_context=client_context, cognito_identity=cognito_identity,
                              streaming_caller=streaming_caller)
@@ -97,7 +101,15 @@ class Scheduler:
         """Runs one invocation to its outcome; raises Throttled, SandboxStartFailed or Stopping."""
         if self.ctx.stopping:
             raise Stopping("runtime-host is shutting down; no new invocations are accepted")
-        return await self.pools[inv.function_name].invoke(inv)
+        return await self.pool_for(inv.function or self.functions[inv.function_name]).invoke(inv)
+
+    def pool_for(self, fn: FunctionConfig) -> FunctionPool:
+        """A function's pool; a published version has its own (sandboxes are per version)."""
+        key = pool_key(fn.name, fn.version)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = FunctionPool(self.ctx, fn)
+        return pool
 
     # --- the Runtime API's lookup ---------------------------------------------------
     def sandbox_at(self, address: str) -> Sandbox | None:
