@@ -83,11 +83,16 @@ async def _serve(args: argparse.Namespace) -> int:
         try:
             url_server = await urls.start(args.host, url_port)
         except OSError as exc:
-            print(f"runtime-host: cannot listen on {args.host}:{url_port} for function URLs: {exc.strerror}; "
-                  "pick another with --url-port (0: no function URLs)", file=sys.stderr)
-            server.close()
-            await host.stop()
-            return EXIT_HOST
+            if args.url_port is None:      # the default is taken (--host 0.0.0.0 and the Runtime API's 9001): any port
+                url_server = await urls.start(args.host, 0)
+                print(f"runtime-host: port {url_port} is taken ({exc.strerror}); function URLs are on port "
+                      f"{urls.port} (choose one with --url-port)", file=sys.stderr)
+            else:
+                print(f"runtime-host: cannot listen on {args.host}:{url_port} for function URLs: {exc.strerror}; "
+                      "pick another with --url-port (0: no function URLs)", file=sys.stderr)
+                server.close()
+                await host.stop()
+                return EXIT_HOST
     endpoint = f"http://{args.host}:{args.port}"
     print(f"runtime-host: serving {len(functions)} function(s) at {endpoint} "
           f"(Runtime API for sandboxes at {host.runtime_api_address})", file=sys.stderr)
@@ -303,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address of the Invoke API (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
     p.add_argument("--url-port", type=int, default=None,
-                   help="port of the function URLs of functions with url = true (default: --port + 1; 0: none)")
+                   help="port of the function URLs of functions with url = true (default: --port + 1, or any free "
+                        "port if that is taken; 0: none)")
     p.add_argument("--no-freeze", action="store_true",
                    help="do not freeze idle sandboxes (per function: freeze = false in function.toml)")
     p.add_argument("--freeze-grace-ms", type=float, default=5.0,
