@@ -64,7 +64,10 @@ class ConcurrentSandbox(Sandbox):
             self.life.apply(SandboxEvent.RUNTIME_READY)
             self.extensions.close_registration()
             self.extensions.when_idle(self._init_done)
-        elif state not in (SandboxState.READY, SandboxState.BUSY):
+        elif state not in (SandboxState.READY, SandboxState.BUSY, SandboxState.FROZEN):
+            # FROZEN: a loop whose invocation ended with its result asks for the
+            # next one a moment later; the pool may have frozen the sandbox in
+            # between (the request left before the freeze). It waits like the others.
             raise IllegalTransition("sandbox", state, SandboxEvent.RUNTIME_READY)
         if self._undelivered:
             return self._deliver(self._undelivered.popleft())

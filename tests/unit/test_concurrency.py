@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import H_REQUEST_ID
 from tests.unit.fakehost import fake_host, function, session_from
 
@@ -107,3 +108,29 @@ async def test_a_frozen_concurrent_sandbox_is_thawed_for_its_next_invocations():
         assert host.fake.is_frozen(sandbox.container)
         later = await invoke_all(host, [{}, {}])
     assert all(o.error_type is None for _, o in later) and {i.sandbox_id for i, _ in later} == {sandbox.id}
+
+
+async def test_a_loop_asking_for_work_just_after_a_freeze_waits_instead_of_being_refused():
+    # Seen in CI: a Node loop's GET next reached the host after the pool froze
+    # the sandbox (its invocation had ended with its result), got 403 and the
+    # runtime exited.
+    from runtime_host.scheduler.concurrent import ConcurrentSandbox
+    from runtime_host.core.states import SandboxState
+
+    runtime = LoopingRuntime(loops=1)
+    async with fake_host(function(max_concurrency=2), program=runtime) as host:
+        await invoke_all(host, [{}])
+        sandbox = host.sandboxes()[0]
+        assert isinstance(sandbox, ConcurrentSandbox)
+        for _ in range(100):
+            if sandbox.state is SandboxState.FROZEN:
+                break
+            await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(sandbox.next_invocation())    # as a loop's request that left before the freeze
+        await asyncio.sleep(0.05)
+        assert not late.done(), "it waits for an event"
+        calls = asyncio.ensure_future(invoke_all(host, [{}, {}]))
+        inv = await asyncio.wait_for(late, WAIT_S)                  # and is handed one, not refused
+        sandbox.post_result(inv.request_id, Outcome(b'"late loop"'))
+        results = await calls
+    assert all(o.error_type is None for _, o in results)
