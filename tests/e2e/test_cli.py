@@ -13,9 +13,14 @@ from tests.conftest import REPO, client_for, RUNTIME_HOST, VENV_BIN, containers_
 
 
 def containers_of_other_hosts(*known_pids: int) -> list[str]:
+    """Containers left by hosts that have ended: a `run` host exits when it
+    is done, so any of its containers still there is a leftover. Hosts still
+    running (other tests', or anyone's on a shared machine) are not counted."""
+    import psutil
     rows = docker("ps", "-a", "--filter", "label=runtime-host.host",
                   "--format", '{{.ID}} {{.Label "runtime-host.host-pid"}}').splitlines()
-    return [row for row in rows if row.split()[1] not in {str(p) for p in known_pids}]
+    return [row for row in rows if row.split()[1] not in {str(p) for p in known_pids}
+            and not (row.split()[1].isdigit() and psutil.pid_exists(int(row.split()[1])))]
 
 
 def make_run(*args: str, **env: str) -> subprocess.CompletedProcess:
