@@ -182,6 +182,14 @@ def error_code_and_message(outcome: Outcome) -> tuple[str, str]:
     return str(doc.get("errorType") or outcome.error_type), str(doc.get("errorMessage", ""))
 
 
+def _refuse_non_numeric_number(token: str):
+    """json.loads takes NaN, Infinity and -Infinity; JSON (RFC 8259) has
+    none of them, and Lambda's parser (Jackson, ALLOW_NON_NUMERIC_NUMBERS
+    off) refuses a payload holding one with InvalidRequestContentException,
+    its message beginning as this one does."""
+    raise ValueError(f"Non-standard token '{token}': JSON has no NaN, Infinity or -Infinity")
+
+
 def parse_function_name(raw: str) -> tuple[str, str | None]:
     """name, name:qualifier, full ARN or partial ARN -> (name, qualifier)."""
     parts = raw.split(":")
@@ -303,7 +311,7 @@ class InvokeApi:
         if not payload.strip():
             payload = b"{}"      # an invoke without a payload hands the function {}
         try:
-            json.loads(payload)
+            json.loads(payload, parse_constant=_refuse_non_numeric_number)
         except (ValueError, UnicodeDecodeError) as exc:
             return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
                              f"Could not parse request body into json: {exc}")

@@ -151,7 +151,7 @@ class ConcurrentSandbox(Sandbox):
             inv.append_log(data)
         if not running and self.invocations_served == 0:
             keep_tail(self.init_log, data)
-        self.log_writer.write(self.function.name, data)
+        self.log_writer.write(self.function.name, data, source=self)    # whole lines, not cut by another's
         if self.telemetry.wants_logs:
             self.telemetry.function_output(data)
 

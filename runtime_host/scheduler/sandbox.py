@@ -294,7 +294,7 @@ class Sandbox:
             self.last_invocation.append_log(data)
         elif self.invocations_served == 0:
             keep_tail(self.init_log, data)          # only a cold start's Tail shows it
-        self.log_writer.write(self.function.name, data)
+        self.log_writer.write(self.function.name, data, source=self)    # whole lines, not cut by another's
         if self.telemetry.wants_logs:
             self.telemetry.function_output(data)
 
@@ -307,7 +307,7 @@ class Sandbox:
         inv = self.invocation
         if inv is not None and inv.state is not InvocationState.PENDING:
             inv.append_log(data)
-        self.log_writer.write(self.function.name, data)
+        self.log_writer.write(self.function.name, data, source=(self, name))   # its process's own lines
         if self.telemetry.wants_logs:
             self.telemetry.extension_output(name, data)
 

@@ -1,15 +1,40 @@
 """Function output kept: per-function log files and the host's terminal.
 
-Owns: the per-function log files under the state directory and the optional
-echo to the host's own terminal.
+Owns: the per-function log files under the state directory, the optional
+echo to the host's own terminal, and keeping each line whole: output comes in
+chunks that need not end at a newline, and several sources (sandboxes, their
+extensions' processes) write to one function's file, so a source's unfinished
+line waits here for its newline instead of being cut into by another's.
 Must not: decide which invocation a byte belongs to (the sandbox does that),
 or format platform lines (core/logformat.py does).
+
+A source's unfinished line is written without its newline having come (then
+with a newline added, so that nothing is lost and nothing else is joined to
+it) when it reaches PARTIAL_LINE_MAX_BYTES (a runaway line holds no more
+memory than that), PARTIAL_LINE_MAX_WAIT_S after it began (its source may
+have ended: a sandbox's container gone, an extension's process exited), or
+when the sink closes. Lines without a source (START, END, REPORT...) are
+written at once: a last line a function leaves unfinished comes after its
+END (the sink cannot tell which sandbox a platform line is about).
 """
 from __future__ import annotations
 
+import asyncio
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Hashable, TextIO
+
+PARTIAL_LINE_MAX_BYTES = 256 * 1024     # the most one source's unfinished line holds
+PARTIAL_LINE_MAX_WAIT_S = 0.5
+
+
+@dataclass(eq=False)
+class _Partial:
+    """A source's line so far, with no newline yet."""
+    function: str
+    text: bytearray
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class LogSink:
@@ -21,8 +46,58 @@ class LogSink:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo
         self._files: dict[str, object] = {}
+        self._partial: dict[Hashable, _Partial] = {}     # source -> its unfinished line
 
-    def write(self, function: str, data: bytes) -> None:
+    def write(self, function: str, data: bytes, source: Hashable | None = None) -> None:
+        """Appends data to the function's log. With a source (a sandbox, an
+        extension's process), only whole lines are written; the rest of the
+        chunk waits for the source's next one. Without one, data is written
+        as it is (platform lines, whole by construction)."""
+        if source is not None:
+            end = data.rfind(b"\n") + 1
+            if end != len(data) or self._partial:      # the hot path: a chunk of whole lines, nothing held
+                data = self._whole_lines(function, source, data, end)
+                if not data:
+                    return
+        self._append(function, data)
+
+    def _whole_lines(self, function: str, source: Hashable, data: bytes, end: int) -> bytes:
+        """What of data (and of the source's held line) can be written now;
+        keeps the rest."""
+        held = self._partial.get(source)
+        if held is None and end == len(data):
+            return data
+        if end == 0:                                    # no newline: all of it waits
+            if held is None:
+                held = self._partial[source] = _Partial(function, bytearray())
+                held.timer = _call_later(PARTIAL_LINE_MAX_WAIT_S, self._close_partial, source, held)
+            held.text += data
+            if len(held.text) >= PARTIAL_LINE_MAX_BYTES:
+                return self._take(source, held)
+            return b""
+        lines = data[:end] if held is None else bytes(self._take(source, held, newline=False)) + data[:end]
+        rest = data[end:]
+        if rest:
+            if len(rest) >= PARTIAL_LINE_MAX_BYTES:
+                return lines + rest + b"\n"
+            held = self._partial[source] = _Partial(function, bytearray(rest))
+            held.timer = _call_later(PARTIAL_LINE_MAX_WAIT_S, self._close_partial, source, held)
+        return lines
+
+    def _take(self, source: Hashable, held: _Partial, newline: bool = True) -> bytearray:
+        """Lets go of a source's held line and returns it."""
+        del self._partial[source]
+        if held.timer is not None:
+            held.timer.cancel()
+        if newline:
+            held.text += b"\n"
+        return held.text
+
+    def _close_partial(self, source: Hashable, held: _Partial) -> None:
+        if self._partial.get(source) is held:
+            self._append(held.function, self._take(source, held))
+
+    def _append(self, function: str, data: bytes) -> None:
         f = self._files.get(function)
         if f is None:
             # Unbuffered append: a line is on disk before the host could die.
@@ -35,6 +110,16 @@ class LogSink:
             self.echo.flush()
 
     def close(self) -> None:
+        for source, held in list(self._partial.items()):
+            self._append(held.function, self._take(source, held))
         for f in self._files.values():
             f.close()
         self._files.clear()
+
+
+def _call_later(delay_s: float, callback, *args) -> asyncio.TimerHandle | None:
+    """A timer on the running loop; none outside one (then close() writes what is held)."""
+    try:
+        return asyncio.get_running_loop().call_later(delay_s, callback, *args)
+    except RuntimeError:
+        return None

@@ -37,6 +37,14 @@ def test_sandbox_environment_is_lambdas(lambda_client):
     assert body["writable"] == {"/tmp": True, "/var/task": False, "/": False, "/var/runtime": False, "/opt": False}
 
 
+def test_dev_shm_is_not_writable_only_tmp_is(lambda_client):
+    """Lambda has no writable /dev/shm (issue 16, defect 8)."""
+    resp, body = invoke(lambda_client, "py-probe", {"action": "write", "paths": ["/tmp", "/dev/shm"]})
+    assert "FunctionError" not in resp, body
+    assert body["written"]["/tmp"] == "ok"
+    assert body["written"]["/dev/shm"] in ("EROFS", "EACCES"), body
+
+
 def test_context_object_matches_the_invocation(lambda_client):
     resp, body = invoke(lambda_client, "py-probe", {})
     assert body["request_id"] == resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]

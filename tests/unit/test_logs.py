@@ -9,9 +9,10 @@ import socket
 import struct
 import termios
 
-
 from runtime_host.backend.docker.output import read_container_output
 from runtime_host.core.logformat import tail
+from runtime_host.store import logs
+from runtime_host.store.logs import LogSink
 
 STDOUT, STDERR = 1, 2
 
@@ -143,3 +144,106 @@ def test_tail_of_a_short_log_is_the_whole_log():
 
 def test_tail_of_a_bytearray_is_bytes():
     assert type(tail(bytearray(b"abc"))) is bytes
+
+
+# --- the per-function log file: each source's lines whole ------------------------------
+
+def sink_in(tmp_path) -> LogSink:
+    return LogSink(tmp_path / "logs", echo=None)
+
+
+def log_lines(sink: LogSink, function: str = "fn") -> list[bytes]:
+    return (sink.log_dir / f"{function}.log").read_bytes().splitlines(keepends=True)
+
+
+def test_two_sources_interleaving_partial_lines_each_keep_their_lines_whole(tmp_path):
+    sink = sink_in(tmp_path)
+    a, b = object(), object()
+    sink.write("fn", b"EVID", source=a)
+    sink.write("fn", b"START RequestId: 1\n")                 # a platform line, between a's chunks
+    sink.write("fn", b"bbb one, ", source=b)
+    sink.write("fn", b"aaa one\naaa t", source=a)
+    sink.write("fn", b"bbb one ends\nbbb two", source=b)
+    sink.write("fn", b"wo\n", source=a)
+    sink.write("fn", b"\n", source=b)
+    sink.close()
+    assert sorted(log_lines(sink)) == sorted([b"START RequestId: 1\n", b"EVIDaaa one\n", b"aaa two\n",
+                                              b"bbb one, bbb one ends\n", b"bbb two\n"])
+
+
+def test_a_chunk_of_whole_lines_is_written_at_once(tmp_path):
+    sink = sink_in(tmp_path)
+    sink.write("fn", b"one\ntwo\n", source=object())
+    assert log_lines(sink) == [b"one\n", b"two\n"]
+
+
+def test_an_unfinished_line_waits_for_its_newline(tmp_path):
+    sink = sink_in(tmp_path)
+    a = object()
+    sink.write("fn", b"done\nhalf", source=a)
+    assert log_lines(sink) == [b"done\n"]
+    sink.write("fn", b" and half\n", source=a)
+    assert log_lines(sink) == [b"done\n", b"half and half\n"]
+
+
+def test_sources_of_different_functions_go_to_their_own_files(tmp_path):
+    sink = sink_in(tmp_path)
+    a, b = object(), object()
+    sink.write("f1", b"one ", source=a)
+    sink.write("f2", b"two ", source=b)
+    sink.write("f1", b"ends\n", source=a)
+    sink.write("f2", b"ends\n", source=b)
+    assert log_lines(sink, "f1") == [b"one ends\n"]
+    assert log_lines(sink, "f2") == [b"two ends\n"]
+
+
+def test_an_unfinished_line_is_written_with_a_newline_when_the_sink_closes(tmp_path):
+    sink = sink_in(tmp_path)
+    sink.write("fn", b"no newline ever", source=object())
+    sink.close()
+    assert log_lines(sink) == [b"no newline ever\n"]
+
+
+async def test_an_unfinished_line_is_written_with_a_newline_after_a_short_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "PARTIAL_LINE_MAX_WAIT_S", 0.05)
+    sink = sink_in(tmp_path)
+    a = object()
+    sink.write("fn", b"its source ended", source=a)
+    await asyncio.sleep(0.2)
+    assert log_lines(sink) == [b"its source ended\n"]
+    sink.write("fn", b"next line\n", source=a)               # what comes later starts a line of its own
+    assert log_lines(sink) == [b"its source ended\n", b"next line\n"]
+
+
+def test_a_line_reaching_the_size_cap_is_written_rather_than_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "PARTIAL_LINE_MAX_BYTES", 1000)
+    sink = sink_in(tmp_path)
+    a = object()
+    for _ in range(25):
+        sink.write("fn", b"x" * 100, source=a)                # 2,500 bytes, no newline
+    assert len(b"".join(log_lines(sink))) >= 2000             # in lines of the cap, not all held
+    sink.write("fn", b"\n" + b"y" * 5000, source=a)          # a line's rest beyond the cap
+    assert b"y" * 5000 + b"\n" in log_lines(sink)
+    sink.close()
+    assert b"".join(log_lines(sink)).replace(b"\n", b"") == b"x" * 2500 + b"y" * 5000   # nothing lost
+
+
+def test_a_platform_line_written_meanwhile_does_not_cut_a_sources_line(tmp_path):
+    sink = sink_in(tmp_path)
+    a = object()
+    sink.write("fn", b"still wri", source=a)
+    sink.write("fn", b"END RequestId: 1\n")
+    sink.write("fn", b"ting\n", source=a)
+    assert log_lines(sink) == [b"END RequestId: 1\n", b"still writing\n"]
+
+
+def test_echo_shows_whole_lines_prefixed_by_the_function(tmp_path):
+    import io
+    echo = io.StringIO()
+    sink = LogSink(tmp_path / "logs", echo=echo)
+    a, b = object(), object()
+    sink.write("fn", b"hel", source=a)
+    sink.write("fn", b"wor", source=b)
+    sink.write("fn", b"lo\n", source=a)
+    sink.write("fn", b"ld\n", source=b)
+    assert echo.getvalue() == "fn | hello\nfn | world\n"

@@ -5,7 +5,7 @@ the images (image_builder.py), the cgroups (cgroups.py), network namespaces
 (netns.py) and output channels (output.py); the sandbox network's addresses
 (the host chooses them, so a Runtime API call's source address names its
 container before it starts); the folders behind stem cells' /var/task and
-output FIFOs.
+output FIFOs (and, through workdirs.py, those hosts no longer running left).
 Must not: know about functions, invocations or pools beyond a ContainerSpec.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from runtime_host.backend.docker import image_builder
+from runtime_host.backend.docker import image_builder, workdirs
 from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer, cpu_seconds
 from runtime_host.backend.docker.engine import LABEL_PREFIX, DockerEngine, EngineSpec, NetworkInfo, host_labels
 from runtime_host.backend.docker.netns import NetnsListeners
@@ -74,6 +74,7 @@ class DockerBackend:
     def __init__(self, host_id: str, work_dir: Path):
         self.host_id = host_id
         self.work_dir = Path(work_dir)          # stem cells' code and output folders
+        self._work_dir_lock: int | None = None  # flocked while this host lives (workdirs.py)
         self.labels = host_labels(host_id)
         self.engine: DockerEngine | None = None
         self.network: NetworkInfo | None = None
@@ -95,10 +96,23 @@ class DockerBackend:
 
     # --- the host's lifetime ------------------------------------------------------
     async def open(self) -> None:
+        try:
+            if self._work_dir_lock is None:
+                self._work_dir_lock = workdirs.claim(self.work_dir)
+        except OSError as exc:
+            raise BackendError(f"cannot lock {workdirs.lock_path(self.work_dir)}: {exc}; the state directory "
+                               "must be writable") from None
         self.engine = await asyncio.get_running_loop().run_in_executor(None, DockerEngine, self.host_id)
         removed = await self.engine.run(self.engine.remove_orphans)
         if removed:
             log.warning("removed %d container(s) left by a host that is no longer running", removed)
+        # Their containers are gone: the folders behind them may go too.
+        live = await self.engine.run(self.engine.live_host_ids)
+        folders = await asyncio.get_running_loop().run_in_executor(
+            None, workdirs.remove_leftovers, self.work_dir.parent, self.work_dir.name, live)
+        if folders:
+            log.warning("removed %d folder(s) under %s left by a host that is no longer running",
+                        len(folders), self.work_dir.parent)
         self.network = await self.engine.run(self.engine.create_network, self.labels)
         upper_half = list(self.network.subnet.subnets(prefixlen_diff=1))[1]
         self._free_ips = [str(ip) for ip in upper_half.hosts()]   # pop() takes from the top
@@ -121,6 +135,9 @@ class DockerBackend:
                 await self.engine.run(self.engine.remove_network, self.network)
             self.engine.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._work_dir_lock is not None:
+            workdirs.release(self.work_dir, self._work_dir_lock)
+            self._work_dir_lock = None
 
     async def ensure_image(self, image_name: str, progress: Callable[[str], None] | None = None) -> str:
         try:

@@ -38,6 +38,7 @@ LABEL_HOST_STARTED = LABEL_PREFIX + "host-started"  # the host process's create 
 SANDBOX_USER = "993:990"
 PIDS_LIMIT = 1024            # spec §4.2: processes/threads
 NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
+DEV_SHM_BYTES = 4096         # a read-only /dev/shm of one page (writes fail with EROFS)
 DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
 END_WAIT_S = 10              # how long end() waits for a SIGKILLed container to stop
 END_PAUSE_S = 0.005          # between two containers' ends (see end())
@@ -180,6 +181,10 @@ class DockerEngine:
             mounts.append(docker.types.Mount("/opt", str(spec.opt_dir), type="bind", read_only=True))
         if spec.io_dir is not None:
             mounts.append(docker.types.Mount(OUTPUT_CHANNEL_DIR, str(spec.io_dir), type="bind", read_only=True))
+        # Only /tmp is writable, as on Lambda, which has no /dev/shm: Docker's
+        # own (64 MB, writable) is not made when a mount is there already.
+        mounts.append(docker.types.Mount("/dev/shm", None, type="tmpfs", read_only=True,
+                                         tmpfs_size=DEV_SHM_BYTES))
         host_config = self.api.create_host_config(
             mem_limit=spec.memory_mb * 1024 * 1024,
             memswap_limit=spec.memory_mb * 1024 * 1024,       # equal to mem_limit: no swap
@@ -373,3 +378,10 @@ class DockerEngine:
                 except docker.errors.APIError as exc:
                     log.warning("could not remove leftover network %s: %s", net.get("Name"), exc)
         return removed
+
+    def live_host_ids(self) -> set[str]:
+        """The ids of running hosts with a container or a network on this engine."""
+        labelled = [*self.api.containers(all=True, filters={"label": LABEL_HOST}),
+                    *self.api.networks(filters={"label": LABEL_HOST})]
+        return {labels[LABEL_HOST] for labels in (x.get("Labels") or {} for x in labelled)
+                if labels.get(LABEL_HOST) and _host_is_alive(labels)}

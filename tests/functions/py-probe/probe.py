@@ -1,4 +1,5 @@
 """Does what the event asks, and reports what it sees of its sandbox."""
+import errno
 import os
 import socket
 import time
@@ -17,6 +18,17 @@ def _can_write(path):
         return False
 
 
+def _write_error(path):
+    """"ok", or the errno's name with which writing a file in path fails."""
+    try:
+        with open(os.path.join(path, ".probe"), "w") as f:
+            f.write("x")
+        os.remove(os.path.join(path, ".probe"))
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
 def handler(event, context):
     global INVOCATIONS
     INVOCATIONS += 1
@@ -30,6 +42,8 @@ def handler(event, context):
         os._exit(event.get("code", 3))
     elif action == "big":
         return "x" * event["bytes"]
+    elif action == "write":
+        return {"written": {p: _write_error(p) for p in event["paths"]}}
     elif action == "print":
         for line in event["lines"]:
             print(line, flush=True)
