@@ -50,6 +50,9 @@ def code_sha256(folder: Path) -> str:
 class VersionStore:
     def __init__(self, state_dir: Path):
         self.root = Path(state_dir) / VERSIONS_DIR
+        # Aliases are read on the invoke path (a qualifier): kept in memory once read,
+        # written through on every change (this host is their only writer).
+        self._aliases: dict[str, dict[str, Alias]] = {}
 
     def _folder(self, function: str) -> Path:
         return self.root / function
@@ -92,10 +95,12 @@ class VersionStore:
 
     # --- aliases ------------------------------------------------------------------------
     def aliases(self, function: str) -> dict[str, Alias]:
-        path = self._folder(function) / "aliases.json"
-        if not path.is_file():
-            return {}
-        return {name: Alias(name, **doc) for name, doc in json.loads(path.read_text()).items()}
+        """A copy the caller may change and hand back to save_aliases."""
+        if function not in self._aliases:
+            path = self._folder(function) / "aliases.json"
+            self._aliases[function] = ({name: Alias(name, **doc) for name, doc in json.loads(path.read_text()).items()}
+                                       if path.is_file() else {})
+        return dict(self._aliases[function])
 
     def save_aliases(self, function: str, aliases: dict[str, Alias]) -> None:
         folder = self._folder(function)
@@ -105,3 +110,4 @@ class VersionStore:
         tmp = folder / "aliases.json.tmp"
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(folder / "aliases.json")
+        self._aliases[function] = dict(aliases)
