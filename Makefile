@@ -8,7 +8,7 @@ FUNCTIONS ?= examples
 EVENT     ?= {}
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker images run serve conformance test unit bench clean
+.PHONY: help venv docker images run serve conformance test unit fuzz bench clean
 
 help:
 	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
@@ -18,6 +18,7 @@ help:
 	@echo "make unit                         import contracts and the tests that need no Docker engine (seconds)"
 	@echo "make bench                        benchmarks, as ratios to references measured in the same run"
 	@echo "make images                       build the runtime images (cached by content hash)"
+	@echo "make fuzz                         fuzz both APIs over real sockets for longer than the suite does (FUZZ_EXAMPLES=5000)"
 	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
 
 venv: $(VENV)/.installed
@@ -46,6 +47,10 @@ test: venv docker
 	$(VENV)/bin/lint-imports
 	$(RH) images build
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 5000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q tests/unit/test_fuzz_apis.py $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/lint-imports

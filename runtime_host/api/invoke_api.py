@@ -164,6 +164,8 @@ async def _json_body(request: Request) -> tuple[dict, Reply | None]:
         doc = json.loads(body or b"{}")
     except ValueError as exc:
         return {}, aws_error(400, ERR_INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}")
+    except RecursionError:          # json's parser recurses per nesting level: 100,000 '[' would be a 500
+        return {}, aws_error(400, ERR_INVALID_REQUEST_CONTENT, "Could not parse request body into json: nested too deeply")
     if not isinstance(doc, dict):
         return {}, aws_error(400, ERR_INVALID_REQUEST_CONTENT, "Could not parse request body into json: expected an object")
     return doc, None
@@ -326,7 +328,7 @@ class InvokeApi:
                     raise ValueError("too long")
                 client_context = base64.b64decode(raw_context, validate=True).decode()
                 json.loads(client_context)
-            except (ValueError, binascii.Error, UnicodeDecodeError):
+            except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
                 return aws_error(400, ERR_INVALID_REQUEST_CONTENT,
                                  f"Client context must be base64-encoded JSON of at most "
                                  f"{MAX_CLIENT_CONTEXT_BASE64_BYTES} bytes")
@@ -420,13 +422,9 @@ class InvokeApi:
         fn, _, refusal = self._lookup(request, raw_name)
         if refusal is not None:
             return refusal
-        body, _ = await read_limited(request.content, 65536)
-        try:
-            doc = json.loads(body or b"{}")
-            if not isinstance(doc, dict):
-                raise ValueError("expected a JSON object")
-        except ValueError as exc:
-            return aws_error(400, ERR_INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}")
+        doc, refusal = await _json_body(request)
+        if refusal is not None:
+            return refusal
         stored = self.host.event_invoke_config(fn)
         base = AsyncConfig() if replace or stored is None else stored[0]
         try:

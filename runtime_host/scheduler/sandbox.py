@@ -283,6 +283,13 @@ class Sandbox:
             self.extensions.deliver(INVOKE, invoke_event(inv.request_id, inv.deadline_ms, inv.invoked_arn,
                                                          inv.trace_id))
 
+    def output_moved_on(self, inv: Invocation) -> bool:
+        """Whether output from now on belongs to a later invocation than inv
+        (one has been delivered here since): waiting for more of inv's late
+        output is then pointless, on_output gives it to the later one."""
+        later = self.invocation
+        return later is not None and later is not inv and later.state is not InvocationState.PENDING
+
     def on_output(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_output_at = now
