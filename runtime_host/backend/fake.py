@@ -82,6 +82,7 @@ class FakeBackend:
         self.opened = self.closed = False
         # What `exec` runs, by path (argv[0]): tests put fake extensions here.
         self.exec_programs: dict[str, Program] = {}
+        self.image_files: dict[tuple[str, str], list[str]] = {}   # (image, folder) -> its files, for list_files
 
     # --- the host's lifetime ---------------------------------------------------
     @property
@@ -220,6 +221,11 @@ class FakeBackend:
         for task in state.execs:                 # its other processes die with it
             task.cancel()
         self._exited(container, ExitInfo(exit_code, oom))
+
+    async def list_files(self, container: Container, path: str) -> list[str]:
+        state: _Fake = container.backend_state
+        self.calls.append(("list_files " + path, container.name))
+        return sorted(self.image_files.get((state.spec.image, path), []))
 
     async def signal(self, container: Container, signal_name: str) -> None:
         self.calls.append((signal_name, container.name))

@@ -292,9 +292,17 @@ class FunctionPool:
             await self._start_from_stem(sandbox, stem)
             return
         backend = self.ctx.backend
+        container = await backend.create(self._container_spec(sandbox))
+        if self._extension_names is None and self.function.is_image:
+            # A container image has no layers: its extensions are its own
+            # /opt/extensions, read once from the first container (not started yet).
+            try:
+                self._extension_names = await backend.list_files(container, EXTENSIONS_DIR)
+            except BackendError:
+                await backend.end(container)
+                raise
         # Known before the runtime can call: its init waits for them, and they may still register after its first next.
         sandbox.extensions.expect(self._external_extensions())
-        container = await backend.create(self._container_spec(sandbox))
         sandbox.attach(container)
         self.ctx.registry.add(sandbox, container)
         sandbox.launching()

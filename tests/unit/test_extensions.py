@@ -312,3 +312,32 @@ async def test_a_subscriber_that_could_not_be_reached_is_told_what_it_lost():
     dropped = next(r["record"] for r in received if r["type"] == "platform.logsDropped")
     assert dropped["droppedRecords"] == 1 and dropped["droppedBytes"] > 0 and "slower" in dropped["reason"]
     assert [r["record"].get("requestId") for r in received if r["type"] == "platform.start"] == ["seen"]
+
+
+async def test_a_container_images_own_opt_extensions_are_started_as_a_layers_would_be():
+    """A container image has no layers (config refuses them): Lambda starts
+    what the image itself has in /opt/extensions, read once per function."""
+    ext = FakeExtension("img-ext")
+    fn = function(runtime="image", image="my-fn:latest")
+    async with fake_host(fn) as host:
+        host.fake.image_files[("my-fn:latest", "/opt/extensions")] = ["img-ext"]
+        install(host, ext)
+        inv, outcome = await invoke(host, {"echo": "hi"})
+        assert outcome.body == b'"hi"'
+        await asyncio.wait_for(inv.reported, WAIT_S)
+        second, _ = await invoke(host, {"echo": "again"})
+        await asyncio.wait_for(second.reported, WAIT_S)
+        log = host.log_path("fn").read_text()
+        listed = [call for call in host.fake.calls if call[0] == "list_files /opt/extensions"]
+    assert ext.registered is not None and ext.registered["functionName"] == "fn"
+    assert [e["requestId"] for e in ext.seen if e["eventType"] == "INVOKE"] == [inv.request_id, second.request_id]
+    assert "EXTENSION\tName: img-ext\tState: Ready\tEvents: [INVOKE, SHUTDOWN]" in log
+    assert len(listed) == 1, "read from the first container only"
+
+
+async def test_an_image_without_opt_extensions_runs_with_none():
+    async with fake_host(function(runtime="image", image="plain:latest")) as host:
+        inv, outcome = await invoke(host, {"echo": 1})
+        assert outcome.body == b"1"
+        await asyncio.wait_for(inv.reported, WAIT_S)
+        assert not host.sandboxes()[0].extensions.any

@@ -286,6 +286,9 @@ class DockerBackend:
         threading.Thread(target=run, name=f"exec-{argv[0].rsplit('/', 1)[-1]}", daemon=True).start()
         await started
 
+    async def list_files(self, container: Container, path: str) -> list[str]:
+        return await self.engine.run(self.engine.list_files, container.id, path)
+
     async def signal(self, container: Container, signal_name: str) -> None:
         await self.engine.run(self.engine.kill, container.id, signal_name)
 

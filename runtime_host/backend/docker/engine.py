@@ -10,9 +10,11 @@ loop never waits on Docker.
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import logging
 import socket
+import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +95,27 @@ def _host_is_alive(labels: dict[str, str]) -> bool:
         return f"{proc.create_time():.3f}" == labels.get(LABEL_HOST_STARTED)
     except (psutil.Error, ValueError):
         return False
+
+
+class _Chunks(io.RawIOBase):
+    """An iterator of byte chunks (the engine's streamed archive) as a file
+    tarfile can read from, holding one chunk at a time."""
+
+    def __init__(self, chunks):
+        self._chunks, self._held = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._held:
+            self._held = next(self._chunks, None)
+            if self._held is None:
+                self._held = b""
+                return 0
+        n = min(len(buffer), len(self._held))
+        buffer[:n], self._held = self._held[:n], self._held[n:]
+        return n
 
 
 class DockerEngine:
@@ -254,6 +277,26 @@ class DockerEngine:
                                f"{exc.explanation or exc}") from None
         except (requests.exceptions.ConnectionError, OSError) as exc:
             raise BackendError(f"lost the Docker engine while running {argv[0]}: {exc}") from None
+
+    def list_files(self, container_id: str, path: str) -> list[str]:
+        """The names of the non-directory entries directly in `path` of a
+        container's file system (created or running), sorted; [] if there
+        is no such folder. Read through the engine's archive call, which
+        carries the files' contents too: call it once per image, not per
+        sandbox."""
+        try:
+            stream, _ = self.api.get_archive(container_id, path)
+        except docker.errors.NotFound:
+            return []
+        except docker.errors.APIError as exc:
+            raise BackendError(f"cannot read {path} in container {container_id[:12]}: {exc.explanation or exc}") from None
+        names = []
+        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:   # streamed: contents are skipped, not kept
+            for member in tar:
+                parts = member.name.split("/")
+                if len(parts) == 2 and parts[1] and not member.isdir():
+                    names.append(parts[1])
+        return sorted(names)
 
     def rename(self, container_id: str, name: str) -> None:
         try:
