@@ -3,6 +3,10 @@ beside the same function without it (bench/functions-extensions/, each with
 the python example's handler and bench-python's configuration):
 
 * bench-python: no extension;
+* bench-python-ext-keepalive: bench/layers/noop-keepalive, which registers
+  for INVOKE and goes straight back to event/next on one kept-alive
+  connection: the least work of its own an extension can have, so what it
+  adds is the host's part (the figure the target is judged on);
 * bench-python-ext-noop: bench/layers/noop-extension, which registers for
   INVOKE and goes straight back to event/next (no telemetry, no output):
   what the Extensions API's round trip costs;
@@ -66,8 +70,8 @@ from common import EVENT_100_BYTES, REPO, Caller, Host, invoke_path, percentiles
 CONFIG = REPO / "bench" / "functions-extensions"
 APP = REPO / "examples" / "hello-python" / "app.py"
 # label -> function; the first is the reference the others are compared with.
-FUNCTIONS = {"plain": "bench-python", "noop": "bench-python-ext-noop", "quiet": "bench-python-ext-quiet",
-             "telemetry": "bench-python-ext"}
+FUNCTIONS = {"plain": "bench-python", "keepalive": "bench-python-ext-keepalive", "noop": "bench-python-ext-noop",
+             "quiet": "bench-python-ext-quiet", "telemetry": "bench-python-ext"}
 REFERENCE = "plain"
 WARMUP = 50
 BLOCK, ROUNDS = 400, 5          # the turns: 2,000 calls per function
