@@ -59,6 +59,7 @@ class _Fake:
     process: FakeProcess | None = None
     task: asyncio.Task | None = None
     frozen: bool = False
+    cpus: float | None = None            # the quota set since creation (set_cpus), if any
     memory_peak_bytes: int | None = 11 * 2**20
     exit_info: ExitInfo | None = None
     ended: bool = False
@@ -221,6 +222,11 @@ class FakeBackend:
         for task in state.execs:                 # its other processes die with it
             task.cancel()
         self._exited(container, ExitInfo(exit_code, oom))
+
+    def set_cpus(self, container: Container, cpus: float) -> None:
+        state: _Fake = container.backend_state
+        self.calls.append((f"set_cpus {cpus:g}", container.name))
+        state.cpus = cpus
 
     async def list_files(self, container: Container, path: str) -> list[str]:
         state: _Fake = container.backend_state

@@ -155,6 +155,20 @@ class FunctionConfig:
         return f"{arn}:{qualifier}" if qualifier else arn
 
 
+# The init phase is not held to the memory size's CPU share: measured on
+# Lambda, a function's init code runs with two unthrottled vCPUs at every
+# memory size up to 3,008 MB (docs/spec-additions.md §13). The host gives
+# a sandbox this many (capped at the machine's cores) from its start until
+# its init is done, then the share of its memory size.
+INIT_VCPUS = 2.0
+
+
+def init_vcpus(memory_mb: int) -> float:
+    """The CPU quota of a sandbox's init phase: INIT_VCPUS, or its memory
+    size's share where that is more."""
+    return max(INIT_VCPUS, vcpus_for_memory(memory_mb))
+
+
 def vcpus_for_memory(memory_mb: int) -> float:
     """Lambda's CPU share for a memory size: 1,769 MB is one vCPU, and
     10,240 MB six (spec §5.1); linear in between. The host caps it at the

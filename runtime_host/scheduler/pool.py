@@ -33,7 +33,7 @@ from runtime_host.backend.interface import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL
                                             ContainerSpec, ExitInfo)
 from runtime_host.core import logformat
 from runtime_host.core.billing import billed_duration_ms, bytes_to_mb_rounded_up, cost_usd, gb_seconds, report_line
-from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
+from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, init_vcpus
 from runtime_host.core.environment import ON_DEMAND, PROVISIONED, runtime_command, sandbox_env
 from runtime_host.core.exits import SIGKILL_EXIT_CODE
 from runtime_host.core.extensions import (EXTENSIONS_DIR, FAILURE, SHUTDOWN, SPINDOWN, TIMEOUT, extension_env,
@@ -371,7 +371,7 @@ class FunctionPool:
                           initialization_type=sandbox.initialization_type, version=fn.version)
         return ContainerSpec(image=image, command=runtime_command(fn), env=env,
                              labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: fn.version, LABEL_SANDBOX: sandbox.id},
-                             memory_mb=fn.memory_mb, cpus=min(fn.vcpus, self.ctx.settings.cores),
+                             memory_mb=fn.memory_mb, cpus=min(init_vcpus(fn.memory_mb), self.ctx.settings.cores),
                              tmp_mb=fn.ephemeral_storage_mb, code_dir=None if fn.is_image else fn.code_dir,
                              opt_dir=self.ctx.opt_dirs.get(fn.name), name=f"rh-{fn.name[:40]}-{sandbox.id}")
 
@@ -460,6 +460,12 @@ class FunctionPool:
             inv.mark_reported()
 
     # --- what sandboxes tell the pool (SandboxListener) ---------------------
+    def sandbox_initialized(self, sandbox: Sandbox) -> None:
+        # From the init phase's quota (INIT_VCPUS) to the memory size's share,
+        # before the runtime is handed its first event.
+        if sandbox.container is not None:
+            self.ctx.backend.set_cpus(sandbox.container, min(self.function.vcpus, self.ctx.settings.cores))
+
     def sandbox_released(self, sandbox: Sandbox) -> None:
         """The runtime is back in GET next: hand the sandbox to a waiting
         invocation, or keep it warm (and frozen) for the next one."""

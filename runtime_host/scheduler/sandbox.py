@@ -45,6 +45,10 @@ from runtime_host.core.states import (IllegalTransition, InvocationEvent, Invoca
 class SandboxListener(Protocol):
     """What a sandbox tells its pool (the pool implements it)."""
 
+    def sandbox_initialized(self, sandbox: "Sandbox") -> None:
+        """Its init is done, before its first event is handed over (the
+        init phase's CPU quota ends here: core/config.py INIT_VCPUS)."""
+
     def sandbox_released(self, sandbox: "Sandbox") -> None:
         """The runtime is back in GET next after its result: the sandbox is READY again."""
 
@@ -193,6 +197,7 @@ class Sandbox:
             return
         self.ready_at = time.monotonic()
         self.init_duration_ms = (self.ready_at - self.init_started_at) * 1000
+        self.listener.sandbox_initialized(self)
         self.ready.set_result(None)
         kind = self.initialization_type
         self.telemetry.emit("platform.initRuntimeDone", {"initializationType": kind, "phase": "init",

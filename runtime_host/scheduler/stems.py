@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from runtime_host.backend.interface import LABEL_STEM, BackendError, Container, ContainerSpec, ExitInfo
-from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, vcpus_for_memory
+from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, init_vcpus
 from runtime_host.core.environment import uses_exec_wrapper
 from runtime_host.core.protocol import RUNTIME_API_PORT
 from runtime_host.core.states import StemEvent, StemLife, StemState
@@ -137,7 +137,7 @@ class StemCells:
             env={"AWS_LAMBDA_RUNTIME_API": self.ctx.runtime_api_address, "PATH": "/usr/local/bin:/usr/bin:/bin",
                  "LANG": "C.UTF-8"},
             labels={LABEL_STEM: image_name}, memory_mb=memory_mb,
-            cpus=min(self.ctx.settings.cores, vcpus_for_memory(memory_mb)),
+            cpus=min(self.ctx.settings.cores, init_vcpus(memory_mb)),     # its function's init runs in it
             tmp_mb=tmp_mb, code_dir=None, opt_dir=opt_dir, name=f"rh-stem-{image_name}-{stem.id}",
             code_later=True, output_channel=True)
         try:

@@ -25,8 +25,9 @@ from typing import Callable
 import psutil
 
 from runtime_host.backend.docker import image_builder, workdirs
-from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer, cpu_seconds
-from runtime_host.backend.docker.engine import LABEL_PREFIX, DockerEngine, EngineSpec, NetworkInfo, host_labels
+from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer, cpu_seconds, set_cpu_quota
+from runtime_host.backend.docker.engine import (CFS_PERIOD_US, LABEL_PREFIX, MIN_CFS_QUOTA_US, DockerEngine, EngineSpec,
+                                                NetworkInfo, host_labels)
 from runtime_host.backend.docker.netns import NetnsListeners
 from runtime_host.backend.docker.output import OutputFifo, read_container_output
 from runtime_host.backend.interface import (OUTPUT_CHANNEL_DIR, BackendError, Container, ContainerSpec,
@@ -240,6 +241,16 @@ class DockerBackend:
     def memory_now_bytes(self, container: Container) -> int | None:
         groups = container.backend_state.cgroups
         return groups.memory_now_bytes() if groups is not None else None
+
+    def set_cpus(self, container: Container, cpus: float) -> None:
+        quota_us = max(MIN_CFS_QUOTA_US, int(cpus * CFS_PERIOD_US))
+        groups = container.backend_state.cgroups
+        if groups is not None and set_cpu_quota(groups, quota_us, CFS_PERIOD_US):
+            return
+        # No cgroup we can write: the engine's update, off the loop (slower, same effect).
+        self._warn_once("cpu-quota", "cannot write sandboxes' CPU quota in their cgroup; changing it through "
+                        "the Docker engine instead")
+        self._track(self.engine.run(self.engine.set_cpu_quota, container.id, quota_us))
 
     def cpu_seconds(self, container: Container) -> float | None:
         groups = container.backend_state.cgroups

@@ -21,6 +21,7 @@ _PEAK_FDS: dict[Path, int] = {}      # open memory-peak files, by cgroup directo
 class ContainerCgroups:
     memory: Path | None      # v1 memory controller dir, or the v2 unified dir
     cpuacct: Path | None
+    cpu: Path | None         # where the CFS quota is set
     freezer: Path | None
     v2: bool
 
@@ -40,9 +41,10 @@ class ContainerCgroups:
             def d(ctrl: str) -> Path | None:
                 p = CGROUP_ROOT / ctrl / v1[ctrl].lstrip("/") if ctrl in v1 else None
                 return p if p is not None and p.is_dir() else None
-            return cls(memory=d("memory"), cpuacct=d("cpuacct") or d("cpu,cpuacct"), freezer=d("freezer"), v2=False)
+            return cls(memory=d("memory"), cpuacct=d("cpuacct") or d("cpu,cpuacct"),
+                       cpu=d("cpu") or d("cpu,cpuacct"), freezer=d("freezer"), v2=False)
         path = CGROUP_ROOT / (unified or "/").lstrip("/")
-        return cls(memory=path, cpuacct=path, freezer=path, v2=True)
+        return cls(memory=path, cpuacct=path, cpu=path, freezer=path, v2=True)
 
     def memory_peak_bytes(self) -> int | None:
         """Read at the end of every invocation: through a file kept open."""
@@ -74,6 +76,21 @@ class ContainerCgroups:
             return int((self.memory / name).read_text())
         except (OSError, ValueError):
             return None
+
+
+def set_cpu_quota(groups: ContainerCgroups, quota_us: int, period_us: int) -> bool:
+    """Sets the container's CFS quota (v1 cpu.cfs_quota_us, v2 cpu.max);
+    False if it could not be written. One small write: done on the loop."""
+    if groups.cpu is None:
+        return False
+    try:
+        if groups.v2:
+            (groups.cpu / "cpu.max").write_text(f"{quota_us} {period_us}")
+        else:
+            (groups.cpu / "cpu.cfs_quota_us").write_text(str(quota_us))
+        return True
+    except OSError:
+        return False
 
 
 def cpu_seconds(groups: ContainerCgroups) -> float | None:

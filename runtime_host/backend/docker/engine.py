@@ -298,6 +298,12 @@ class DockerEngine:
                     names.append(parts[1])
         return sorted(names)
 
+    def set_cpu_quota(self, container_id: str, quota_us: int) -> None:
+        try:
+            self.api.update_container(container_id, cpu_quota=quota_us, cpu_period=CFS_PERIOD_US)
+        except docker.errors.APIError as exc:
+            log.warning("could not set the CPU quota of container %s: %s", container_id[:12], exc.explanation or exc)
+
     def rename(self, container_id: str, name: str) -> None:
         try:
             self.api.rename(container_id, name)
