@@ -8,7 +8,7 @@ FUNCTIONS ?= examples
 EVENT     ?= {}
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker images run serve conformance test unit fuzz bench clean
+.PHONY: help venv docker browser images run serve conformance test unit fuzz bench clean
 
 help:
 	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
@@ -20,6 +20,7 @@ help:
 	@echo "make images                       build the runtime images (cached by content hash)"
 	@echo "make fuzz                         fuzz both APIs over real sockets for longer than the suite does (FUZZ_EXAMPLES=5000)"
 	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
+	@echo "make browser                      make sure chromium and chromedriver are installed, for the console's browser test"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +31,9 @@ $(VENV)/.installed: pyproject.toml
 
 docker:
 	@scripts/ensure-docker
+
+browser:
+	@scripts/ensure-browser
 
 images: venv docker
 	$(RH) images build
@@ -43,7 +47,7 @@ serve: venv docker
 conformance: venv docker
 	@$(RH) conformance $(FUNC) $(CONFORMANCE_ARGS)
 
-test: venv docker
+test: venv docker browser
 	$(VENV)/bin/lint-imports
 	$(RH) images build
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cold  # noqa: E402
 import extensions  # noqa: E402
 import ledger  # noqa: E402
+import metrics  # noqa: E402
 import payload  # noqa: E402
 import rie  # noqa: E402
+import runtimes  # noqa: E402
 import scale  # noqa: E402
 import stream  # noqa: E402
 import throughput  # noqa: E402
@@ -27,7 +29,8 @@ import warm  # noqa: E402
 from common import REPO, machine  # noqa: E402
 
 BENCHMARKS = {"warm": warm, "rie": rie, "cold": cold, "throughput": throughput, "scale": scale,
-              "payload": payload, "ledger": ledger, "stream": stream, "extensions": extensions}
+              "payload": payload, "ledger": ledger, "stream": stream, "extensions": extensions, "metrics": metrics,
+              "runtimes": runtimes}
 
 
 def run_one(name: str, smoke: bool) -> dict:
@@ -38,6 +41,10 @@ def run_one(name: str, smoke: bool) -> dict:
         return stream.run(3 if smoke else 10, smoke=smoke)
     if name == "extensions":
         return extensions.run(30, 10, smoke=True) if smoke else extensions.run()
+    if name == "metrics":
+        return metrics.run(60, 10, smoke=True) if smoke else metrics.run()
+    if name == "runtimes":
+        return runtimes.run(3, 30, 5) if smoke else runtimes.run()
     return module.run(**({"n": 30, "warmup": 10} if smoke else {}))
 
 
@@ -96,6 +103,15 @@ def report(r: dict) -> list[str]:
         print(row("ours, stem cells, function with 2 layers", c["ours_stem_cells_two_layers"], ref))
         if ref:
             targets.append(f"cold start p50 {c['ours_stem_cells']['p50'] / ref:.2f}x RIE's (target <= 0.5)")
+    if "runtimes" in r:
+        rt = r["runtimes"]
+        per = {k: v for k, v in rt.items() if isinstance(v, dict) and "warm" in v}
+        ref = per.get("python3.11")
+        header(f"2b. Per runtime (ms): the example handler at {rt['memory_mb']} MB, cold start with stem cells "
+               "and warm sequential", "py3.11")
+        for key in ("cold_stem_cells", "warm"):
+            for runtime, s in per.items():
+                print(row(f"{runtime}, {key.replace('_', ' ')}", s[key], ref[key]["p50"] if ref else None))
     if "throughput" in r:
         t = r["throughput"]
         print("\n3. Throughput: concurrent callers, each sequential on its own connection")
@@ -175,11 +191,34 @@ def report(r: dict) -> list[str]:
         targets.append(stream_report(r["stream"]))
     if "extensions" in r:
         targets.append(extensions_report(r["extensions"]))
+    if "metrics" in r:
+        targets.append(metrics_report(r["metrics"]))
     if targets:
         print("\nTargets (ratios in this run):")
         for line in targets:
             print("  - " + line)
     return targets
+
+
+def metrics_report(m: dict) -> str:
+    """Section 9; returns its target line."""
+    header(f"9. Metrics: warm invoke (ms), bench-python, turns of {m['block']} calls without and with a scraper "
+           f"polling GET /metrics every {m['scrape_interval_s']:.0f} s", "none")
+    ref = m["no_scraper"]["p50"]
+    print(row("no scraper", m["no_scraper"], ref))
+    print(row(f"scraper every {m['scrape_interval_s']:.0f} s", m["scraper_1s"], ref,
+              f"{m['p50_diff_ms']:+.3f} ms p50"))
+    if m["scrape_ms"]:
+        print(row(f"the scrape itself ({m['scrapes']} of {m['scrape_bytes']} bytes)", m["scrape_ms"]))
+    lw = m["log_write"]
+    print(f"  on the invoke path, per invocation: metrics {m['observe_us']:.2f} us (HostMetrics.observe); a log "
+          f"line with its events-file entry {lw['with_events_file_us']:.2f} us (the plain log alone "
+          f"{lw['plain_log_write_us']:.2f} us)")
+    t = m["turn_p50_diff_ms"]
+    return (f"metrics: warm p50 {m['no_scraper']['p50']:.3f} ms without a scraper, {m['scraper_1s']['p50']:.3f} ms "
+            f"with one polling /metrics every {m['scrape_interval_s']:.0f} s ({m['p50_diff_ms']:+.3f} ms; turn by "
+            f"turn median {t['median']:+.3f}, {t['min']:+.3f} to {t['max']:+.3f}); recording costs "
+            f"{m['observe_us']:.2f} us per invocation")
 
 
 def stream_report(s: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime
 import json
 import logging
 import shutil
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from runtime_host.core.config import ConfigError, load_function, load_functions
+from runtime_host.core.runtimes import runtime_images
 from runtime_host.event_loop import run_on_uvloop
 from runtime_host.core.protocol import DEFAULT_INVOKE_API_PORT
 
@@ -37,23 +39,75 @@ def _read_event(args: argparse.Namespace) -> bytes:
     return (args.event or "{}").encode()
 
 
+def _warn_deprecated(functions) -> None:
+    """A function on a runtime Lambda has deprecated loads, with a warning naming the date (runtimes.py)."""
+    today = datetime.date.today()
+    for fn in functions:
+        warning = fn.deprecation(today)
+        if warning:
+            print(f"runtime-host: warning: function {fn.name!r}: {warning}", file=sys.stderr)
+
+
 # --- serve -------------------------------------------------------------------
+def _functions_to_serve(args: argparse.Namespace):
+    """(functions, the SAM project or None), or an exit status: the folders under --functions, the
+    functions of --template, and those made earlier by CreateFunction in the state directory."""
+    from runtime_host.store.function_store import functions_root
+
+    functions, errors, template = {}, [], None
+    try:
+        if args.functions:
+            functions, errors = load_functions(args.functions)
+        if args.template:
+            from runtime_host.store.sam_template import TemplateError, load_template
+            try:
+                template = load_template(Path(args.template), args.region)
+            except TemplateError as exc:
+                print(f"runtime-host: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            for warning in template.warnings:
+                print(f"runtime-host: {warning}", file=sys.stderr)
+            for name, fn in template.functions.items():
+                if name in functions:
+                    errors.append(ConfigError(f"{args.template}: function {name} is also a folder under "
+                                              f"{args.functions}; names must be unique"))
+                else:
+                    functions[name] = fn
+        created_root = functions_root(Path(args.state_dir))
+        if created_root.is_dir():
+            created, created_errors = load_functions(created_root)
+            errors += created_errors
+            for name, fn in created.items():
+                if name in functions:
+                    errors.append(ConfigError(f"{fn.code_dir}: made by CreateFunction, and {name} is also given "
+                                              f"by --functions or --template; serving that one"))
+                else:
+                    functions[name] = fn
+    except ConfigError as exc:
+        print(f"runtime-host: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in errors:
+        print(f"runtime-host: not serving: {err}", file=sys.stderr)
+    _warn_deprecated(functions.values())
+    if not args.functions and not args.template:
+        print("runtime-host: serve needs --functions DIR or --template template.yaml", file=sys.stderr)
+        return EXIT_USAGE
+    if not functions and (errors or args.template):
+        print(f"runtime-host: no function to serve under {args.functions or args.template}", file=sys.stderr)
+        return EXIT_USAGE
+    return functions, template
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from runtime_host.host import Host, HostError
     from runtime_host.api.function_urls import FunctionUrls
     from runtime_host.api.invoke_api import InvokeApi
     from runtime_host.scheduler.schedule_timer import ScaledClock
 
-    try:
-        functions, errors = load_functions(args.functions)
-    except ConfigError as exc:
-        print(f"runtime-host: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for err in errors:
-        print(f"runtime-host: not serving: {err}", file=sys.stderr)
-    if not functions:
-        print(f"runtime-host: no function to serve under {args.functions}", file=sys.stderr)
-        return EXIT_USAGE
+    loaded = _functions_to_serve(args)
+    if isinstance(loaded, int):
+        return loaded
+    functions, template = loaded
     try:
         host = Host(functions, state_dir=Path(args.state_dir), region=args.region, image_progress=_progress,
                     freeze=not args.no_freeze, freeze_grace_s=args.freeze_grace_ms / 1000,
@@ -70,6 +124,10 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"runtime-host: {exc}", file=sys.stderr)
         await host.stop()
         return EXIT_HOST
+    for name, alias in (template.aliases.items() if template is not None else ()):
+        if name in host.functions:         # AutoPublishAlias: a version of the code as it is now, and the alias to it
+            version = await host.auto_publish_alias(host.functions[name], alias)
+            print(f"runtime-host: {name}: alias {alias} -> version {version} (AutoPublishAlias)", file=sys.stderr)
     try:
         server = await InvokeApi(host).start(args.host, args.port)
     except OSError as exc:
@@ -103,8 +161,13 @@ async def _serve(args: argparse.Namespace) -> int:
     if url_server is not None:
         print(f"function URLs: http://<name>.lambda-url.localhost:{urls.port}/<path> (browsers and curl resolve it), "
               f"or http://{args.host}:{urls.port}/<name>/<path>", file=sys.stderr)
-    print(f"try: aws lambda invoke --endpoint-url {endpoint} --function-name {next(iter(functions))} out.json",
-          file=sys.stderr, flush=True)
+    if functions:
+        print(f"try: aws lambda invoke --endpoint-url {endpoint} --function-name {next(iter(functions))} out.json",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"no function yet: create one with aws lambda create-function --endpoint-url {endpoint} "
+              "--function-name NAME --runtime python3.11 --handler app.handler --role arn:aws:iam::123456789012:"
+              "role/any --zip-file fileb://code.zip", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,6 +192,7 @@ async def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"runtime-host: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _warn_deprecated([fn])
     payload = _read_event(args)
     try:
         json.loads(payload or b"{}")
@@ -189,6 +253,56 @@ async def _invoke(args: argparse.Namespace) -> int:
             return EXIT_HOST
 
 
+# --- publish, alias ------------------------------------------------------------------
+def _weights(text: str) -> dict[str, float]:
+    """--weights 2=0.1 (RoutingConfig.AdditionalVersionWeights); '' removes the routing."""
+    weights = {}
+    for item in filter(None, text.split(",")):
+        version, sep, weight = item.partition("=")
+        try:
+            weights[version.strip()] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or not version.strip():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected VERSION=WEIGHT, e.g. --weights 2=0.1")
+    return weights
+
+
+async def _manage(args: argparse.Namespace) -> int:
+    """publish and alias: the Invoke API's operations on a running host (api/invoke_client.py says why
+    not on the state directory)."""
+    from runtime_host.api import invoke_client as api
+
+    endpoint = args.endpoint_url
+    if args.command == "publish":
+        request = api.publish_version(endpoint, args.function_name, args.description or "")
+    elif args.alias_command == "create":
+        request = api.create_alias(endpoint, args.function_name, args.name, args.function_version,
+                                   args.description or "", args.weights)
+    elif args.alias_command == "update":
+        request = api.update_alias(endpoint, args.function_name, args.name, args.function_version,
+                                   args.description, args.weights)
+    elif args.alias_command == "get":
+        request = api.get_alias(endpoint, args.function_name, args.name)
+    elif args.alias_command == "list":
+        request = api.list_aliases(endpoint, args.function_name)
+    else:
+        request = api.delete_alias(endpoint, args.function_name, args.name)
+    try:
+        status, doc = await request
+    except api.NoHost as exc:
+        print(f"runtime-host: no host answers at {endpoint} ({exc}); versions and aliases are kept by the "
+              "running host: start one with 'runtime-host serve --functions DIR' (or pass --endpoint-url)",
+              file=sys.stderr)
+        return EXIT_HOST
+    if status >= 300:
+        print(f"runtime-host: {doc.get('__type', f'HTTP {status}')}: {doc.get('message', '')}", file=sys.stderr)
+        return EXIT_USAGE if status < 500 else EXIT_HOST
+    if doc:
+        print(json.dumps(doc, indent=2))
+    return EXIT_OK
+
+
 # --- ps -------------------------------------------------------------------------
 PS_COLUMNS = (("FUNCTION", "function", 20), ("CONTAINER", "container", 12), ("STATE", "state", 13),
               ("AGE", "age_s", 6), ("INVOKES", "invocations", 7), ("IDLE", "idle_s", 6),
@@ -231,6 +345,54 @@ async def _ps(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     if not rows:
         print("(no sandboxes)")
+    return EXIT_OK
+
+
+# --- logs ------------------------------------------------------------------------
+_RELATIVE_SINCE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}   # as `aws logs tail --since`
+
+
+def _since(text: str) -> float:
+    """--since: a relative time (10m, 2h: one number, one unit of s m h d w)
+    or an ISO 8601 timestamp, as `aws logs tail` takes it; epoch seconds."""
+    from datetime import datetime, timezone
+
+    amount, unit = text[:-1], text[-1:]
+    if amount.isdigit() and unit in _RELATIVE_SINCE:
+        return time.time() - int(amount) * _RELATIVE_SINCE[unit]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a relative time (a number and one of s, m, h, d, w: "
+                                         "10m, 2h) nor an ISO 8601 timestamp (2026-12-07T09:30:00Z)") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _log_line(event) -> str:
+    """`aws logs tail`'s detailed format: timestamp (ms, UTC), stream name, message."""
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(int(event.timestamp * 1000) / 1000, timezone.utc)
+    return f"{when.isoformat(timespec='microseconds')} {event.stream} {event.message}".rstrip() + "\n"
+
+
+async def _logs(args: argparse.Namespace) -> int:
+    from runtime_host.store.log_streams import follow_events, read_events
+
+    state_dir = Path(args.state_dir)
+    if not (state_dir / "logs").is_dir():
+        print(f"runtime-host: no logs under {state_dir}; pass the --state-dir the host was served with",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not args.follow:
+        events = await asyncio.to_thread(read_events, state_dir, args.function_name, since_epoch=args.since,
+                                         request_id=args.request_id)
+        sys.stdout.writelines(_log_line(e) for e in events)
+        return EXIT_OK
+    async for event in follow_events(state_dir, args.function_name, since_epoch=args.since,
+                                     request_id=args.request_id):
+        sys.stdout.write(_log_line(event))
+        sys.stdout.flush()
     return EXIT_OK
 
 
@@ -304,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve every function folder under a folder until interrupted",
                        description="Serve the Invoke API (for the AWS CLI, boto3, curl) for every function folder "
                                    "under --functions, until Ctrl-C or SIGTERM; then remove every sandbox.")
-    p.add_argument("--functions", required=True, help="a folder of function folders (or one function folder)")
+    p.add_argument("--functions", help="a folder of function folders (or one function folder); an empty "
+                                       "folder serves only what 'aws lambda create-function' creates")
+    p.add_argument("--template", help="a SAM template (template.yaml): its AWS::Serverless::Function resources, "
+                                      "each unsupported property named at start")
     p.add_argument("--host", default="127.0.0.1", help="address of the Invoke API (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_INVOKE_API_PORT, help="port of the Invoke API (default: 9000)")
     p.add_argument("--url-port", type=int, default=None,
@@ -355,6 +520,39 @@ def build_parser() -> argparse.ArgumentParser:
     event(p)
     p.set_defaults(handler=lambda a: run_on_uvloop(_invoke(a)))
 
+    endpoint_help = f"the running host's Invoke API (default: http://127.0.0.1:{DEFAULT_INVOKE_API_PORT})"
+    p = sub.add_parser("publish", help="publish a version of a function on a running host (like "
+                                       "'aws lambda publish-version')",
+                       description="Snapshot the function's code and configuration as the next numbered version, "
+                                   "on a running 'runtime-host serve' (unchanged code: the newest version again). "
+                                   "Prints the version's configuration.")
+    p.add_argument("function_name")
+    p.add_argument("--description", default="")
+    p.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}", help=endpoint_help)
+    p.set_defaults(handler=lambda a: run_on_uvloop(_manage(a)))
+
+    p = sub.add_parser("alias", help="create, update, get, list or delete aliases on a running host",
+                       description="Aliases of a function on a running 'runtime-host serve' (like 'aws lambda "
+                                   "create-alias' and friends). --weights V=W sends W (0.0 to 1.0) of the "
+                                   "alias's invocations to version V.")
+    asub = p.add_subparsers(dest="alias_command", required=True, metavar="ACTION")
+    for action, helptext in (("create", "a new alias to a version"), ("update", "change what is given"),
+                             ("get", "one alias"), ("list", "every alias of the function"),
+                             ("delete", "remove an alias")):
+        a = asub.add_parser(action, help=helptext)
+        a.add_argument("function_name")
+        if action != "list":
+            a.add_argument("name", help="the alias's name")
+        if action in ("create", "update"):
+            a.add_argument("--function-version", required=action == "create",
+                           help="the version the alias points to ($LATEST or a number)")
+            a.add_argument("--description", default=None)
+            a.add_argument("--weights", type=_weights, default=None,
+                           help="VERSION=WEIGHT: that share of invocations to another version "
+                                "('' on update: no routing)")
+        a.add_argument("--endpoint-url", default=f"http://127.0.0.1:{DEFAULT_INVOKE_API_PORT}", help=endpoint_help)
+        a.set_defaults(handler=lambda a: run_on_uvloop(_manage(a)))
+
     p = sub.add_parser("ps", help="list the sandboxes of a running host",
                        description="List the sandboxes of a running 'runtime-host serve': function, container, "
                                    "state (READY, FROZEN, BUSY, ...), age, invocations served, idle time, memory "
@@ -370,6 +568,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "GB-seconds and cost. No running host is needed.")
     billing_report.add_arguments(p)
     p.set_defaults(handler=billing_report.main)
+
+    p = sub.add_parser("logs", help="a function's log lines from every sandbox, as 'aws logs tail' shows them",
+                       description="Print a function's log lines (its output and START, END, REPORT) from every "
+                                   "sandbox in the order the host received them, as 'aws logs tail' prints "
+                                   "CloudWatch's: timestamp, log stream (one per sandbox, named as Lambda names "
+                                   "them), message. No running host is needed; --follow waits for new lines.")
+    p.add_argument("function_name")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    p.add_argument("--since", type=_since, default="10m",
+                   help="from when: a relative time (30s, 10m, 2h, 1d, 1w) or an ISO 8601 timestamp (default: 10m)")
+    p.add_argument("--request-id", default=None, help="only the lines of this invocation")
+    p.add_argument("--state-dir", default=".runtime-host", help="the host's state directory (default: .runtime-host)")
+    p.set_defaults(handler=lambda a: run_on_uvloop(_logs(a)))
 
     p = sub.add_parser("events", help="the queue of Event invocations: waiting, retrying, done, dropped",
                        description="List the Event invocations in the state directory's durable queue: each "
@@ -393,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     isub = p.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     b = isub.add_parser("build", help="build images that are missing or out of date",
                         description="Build the images for the given runtimes (default: all).")
-    b.add_argument("runtime", nargs="*", help="python3.11, nodejs18.x or provided (default: all)")
+    b.add_argument("runtime", nargs="*", help=f"any of {', '.join(runtime_images())} (default: all)")
     b.set_defaults(handler=_images)
     return parser
 

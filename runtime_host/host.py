@@ -24,11 +24,12 @@ from pathlib import Path
 import psutil
 
 from runtime_host.api.extensions_api import ExtensionsApi
+from runtime_host.api.metrics import HostMetrics
 from runtime_host.api.runtime_api import RuntimeApi
 from runtime_host.api.stem_api import STEM_PATH, StemEndpoint
 from runtime_host.backend.interface import BackendError, ContainerBackend
 from runtime_host.core.billing import PriceTableError, load_prices
-from runtime_host.core.config import FunctionConfig
+from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
 from runtime_host.core.invocation import Outcome
 from runtime_host.core.protocol import INIT_TIMEOUT_S, LATEST, RUNTIME_API_PORT
 from runtime_host.scheduler.async_delivery import AsyncDelivery
@@ -42,7 +43,8 @@ from runtime_host.scheduler.schedule_timer import ScheduleTimer
 from runtime_host.scheduler.scheduler import Scheduler
 from runtime_host.store import layers
 from runtime_host.store.event_queue import EventQueue
-from runtime_host.store.versions import VersionStore
+from runtime_host.store.versions import Alias, VersionStore
+from runtime_host.store.function_store import FunctionStore
 from runtime_host.store.ledger import Ledger, LedgerError
 from runtime_host.store.logs import LogSink
 
@@ -112,13 +114,19 @@ class Host:
         self.scheduler = Scheduler(self.ctx, self.functions)
         self.versions = VersionStore(self.state_dir)
         self._versions: dict[tuple[str, str], FunctionConfig] = {}
-        self.code_watcher = CodeWatcher(self.functions, self.scheduler.code_changed) if reload_code else None
+        # Folders made by CreateFunction (store/function_store.py) change through the API only, by a
+        # rename of the whole folder, which a watch would lose: they are not watched.
+        self.function_store = FunctionStore(self.state_dir)
+        watched = {n: f for n, f in self.functions.items() if not self.function_store.owns(f.code_dir)}
+        self.code_watcher = CodeWatcher(watched, self.scheduler.code_changed) if reload_code else None
         # Event invocations: durable in the state directory before their 202.
         self.event_queue = EventQueue(self.state_dir)
         self.async_delivery = AsyncDelivery(self.event_queue, self.functions, region, self.scheduler.new_invocation,
                                             self.scheduler.run, retry_scale=async_retry_scale)
         # `schedule` in function.toml: EventBridge rules, fired as Event invocations.
         self.schedule_timer = ScheduleTimer(self.functions, region, self.invoke_async, schedule_clock)
+        # GET /metrics (api/metrics.py): counted as records go to the ledger, the rest read when scraped.
+        self.metrics = HostMetrics(self.scheduler, self.async_delivery)
 
     # --- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -129,7 +137,7 @@ class Host:
         except LedgerError as exc:
             raise HostError(str(exc)) from None
         self.ledger.start(loop)
-        self.ctx.ledger = self.ledger
+        self.ctx.ledger = self.metrics.metered(self.ledger)
         try:
             await self.backend.open()
             for image_name in self.scheduler.images_needed():
@@ -198,11 +206,14 @@ class Host:
 
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                      client_context: str | None = None, trace_id: str | None = None,
-                     cognito_identity: str | None = None, streaming_caller: bool = False
-                     ) -> tuple[LiveInvocation, Outcome]:
+                     cognito_identity: str | None = None, streaming_caller: bool = False,
+                     request_id: str | None = None) -> tuple[LiveInvocation, Outcome]:
+        """request_id: the id the caller already gave the event (a function URL's requestContext)."""
         inv = self.scheduler.new_invocation(fn, payload, qualifier=qualifier, client_context=client_context,
                                             trace_id=trace_id, cognito_identity=cognito_identity,
                                             streaming_caller=streaming_caller)
+        if request_id is not None:
+            inv.request_id = request_id
         return inv, await self.scheduler.run(inv)
 
     # --- versions and aliases (store/versions.py) -------------------------------------
@@ -238,6 +249,43 @@ class Host:
         published, created = await asyncio.get_running_loop().run_in_executor(
             None, self.versions.publish, fn.name, fn.code_dir, description)
         return self.version_of(fn, published.version), created
+
+    # --- functions made through the API (api/function_admin.py) -------------------------
+    async def add_function(self, fn: FunctionConfig) -> None:
+        """A function created while serving: its image ready, then served from its next invocation."""
+        if not fn.is_image and IMAGE_OF_RUNTIME[fn.runtime] not in self.ctx.images:
+            image_name = IMAGE_OF_RUNTIME[fn.runtime]
+            try:
+                self.ctx.images[image_name] = await self.backend.ensure_image(image_name, self.image_progress)
+            except BackendError as exc:
+                raise HostError(str(exc)) from None
+        self.functions[fn.name] = fn             # the dict async delivery and schedules read too
+        self.scheduler.add_function(fn)
+        log.info("function %s created (%s, %s): served from its next invocation", fn.name, fn.runtime, fn.handler)
+
+    def code_replaced(self, fn: FunctionConfig) -> None:
+        """New code in a created function's folder: as code reload does, old sandboxes finish and are retired."""
+        self.scheduler.code_changed(fn.name)
+
+    async def remove_function(self, fn: FunctionConfig) -> None:
+        """DeleteFunction: no longer served; its versions and aliases go with it, as on Lambda."""
+        self.functions.pop(fn.name, None)
+        self.scheduler.remove_function(fn.name)
+        for key in [k for k in self._versions if k[0] == fn.name]:
+            del self._versions[key]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.versions.delete_function, fn.name)
+        await loop.run_in_executor(None, self.function_store.retire, fn.name)
+
+    async def auto_publish_alias(self, fn: FunctionConfig, alias_name: str) -> str:
+        """SAM's AutoPublishAlias: a version of the code as it is now (the newest one again if the
+        code did not change) and the alias pointed at it; the version's number."""
+        published, _ = await self.publish_version(fn, "AutoPublishAlias")
+        aliases = self.versions.aliases(fn.name)
+        if alias_name not in aliases or aliases[alias_name].function_version != published.version:
+            aliases[alias_name] = Alias(alias_name, published.version, "AutoPublishAlias", {}, str(uuid.uuid4()))
+            await asyncio.get_running_loop().run_in_executor(None, self.versions.save_aliases, fn.name, aliases)
+        return published.version
 
     def event_invoke_config(self, fn: FunctionConfig):
         return self.async_delivery.api_config(fn)

@@ -160,7 +160,7 @@ def client_for(endpoint: str):
 
     return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test",
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                       read_timeout=120, connect_timeout=5))
 
 

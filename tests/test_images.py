@@ -20,7 +20,12 @@ import pytest
 
 from runtime_host.backend.docker import image_builder as images
 
-RUNTIME_CLIENT_FOLDERS = {"python3.11": "bootstrap/python", "nodejs18.x": "bootstrap/node"}
+RUNTIME_CLIENT_FOLDERS = {"python3.11": "bootstrap/python", "nodejs18.x": "bootstrap/node",
+                          "python3.13": "bootstrap/python", "nodejs20.x": "bootstrap/node",
+                          "nodejs22.x": "bootstrap/node", "nodejs24.x": "bootstrap/node", "ruby3.3": "bootstrap/ruby"}
+PYTHON_IMAGES = {"python3.11", "python3.13"}
+NODE_WHEEL_IMAGES = {"nodejs20.x", "nodejs22.x", "nodejs24.x"}
+TRIXIE_IMAGES = {"python3.13", "ruby3.3"}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +40,7 @@ def built_tags() -> dict[str, str]:
     """Every runtime image for the current inputs, built if missing."""
     tags = images.build_all(progress=lambda line: None)
     tags["base"] = images.ensure_image("base", progress=lambda line: None)
+    tags["base-trixie"] = images.ensure_image("base-trixie", progress=lambda line: None)
     return tags
 
 
@@ -56,6 +62,27 @@ def test_python_image_runs_python_3_11(docker_client, built_tags):
 
 def test_nodejs_image_runs_node_18(docker_client, built_tags):
     assert run_in(docker_client, built_tags["nodejs18.x"], "node --version").startswith("v18.")
+
+
+@pytest.mark.parametrize("runtime, major", [("nodejs20.x", 20), ("nodejs22.x", 22), ("nodejs24.x", 24)])
+def test_node_wheel_images_run_the_pinned_node_from_var_lang(docker_client, built_tags, runtime, major):
+    output = run_in(docker_client, built_tags[runtime],
+                    "/var/lang/bin/node --version; node --version; readlink /usr/bin/node", user="993:990")
+    pinned = f"v{images.NODE_WHEELS[runtime]}"
+    assert pinned.startswith(f"v{major}.")
+    assert output.split() == [pinned, pinned, "/var/lang/bin/node"]
+
+
+def test_python_3_13_image_is_debian_trixie(docker_client, built_tags):
+    output = run_in(docker_client, built_tags["python3.13"], "python3 --version; . /etc/os-release; echo $VERSION_CODENAME")
+    assert output.split()[:2][0] == "Python" and output.split()[1].startswith("3.13.")
+    assert output.split()[-1] == "trixie"
+
+
+def test_ruby_image_runs_ruby_3_3_with_json_and_net_http(docker_client, built_tags):
+    output = run_in(docker_client, built_tags["ruby3.3"],
+                    "ruby -e 'require \"json\"; require \"net/http\"; puts RUBY_VERSION'", user="993:990")
+    assert output.startswith("3.3.")
 
 
 def test_provided_image_has_curl_and_var_task(docker_client, built_tags):
@@ -100,7 +127,7 @@ def test_sbx_user1051_exists_with_uid_993_and_gid_990(docker_client, built_tags)
     assert output.split() == ["993", "990"]
 
 
-@pytest.mark.parametrize("name", ["base", *images.RUNTIMES])
+@pytest.mark.parametrize("name", ["base", "base-trixie", *images.RUNTIMES])
 def test_image_sets_no_user_and_only_path_lang_tz(docker_client, built_tags, name):
     config = docker_client.images.get(built_tags[name]).attrs["Config"]
     assert config["User"] == ""
@@ -112,7 +139,7 @@ def test_image_sets_no_user_and_only_path_lang_tz(docker_client, built_tags, nam
     assert config["WorkingDir"] == "/var/task"
 
 
-@pytest.mark.parametrize("name", ["base", *images.RUNTIMES])
+@pytest.mark.parametrize("name", ["base", "base-trixie", *images.RUNTIMES])
 def test_image_is_labelled_with_its_name_and_inputs(docker_client, built_tags, name):
     labels = docker_client.images.get(built_tags[name]).labels
     assert labels[images.LABEL_IMAGE] == name
@@ -169,7 +196,7 @@ def test_changed_runtime_client_changes_only_its_image(source_copy):
         with open(root / "bootstrap/python/runtime_client.py", "a") as f:
             f.write("\n# changed\n")
 
-    assert changed_images(source_copy, edit) == {"python3.11"}
+    assert changed_images(source_copy, edit) == PYTHON_IMAGES
 
 
 def test_changed_executable_bit_changes_the_tag(source_copy):
@@ -177,14 +204,14 @@ def test_changed_executable_bit_changes_the_tag(source_copy):
         path = root / "bootstrap/python/runtime_client.py"
         path.chmod(path.stat().st_mode ^ 0o111)
 
-    assert changed_images(source_copy, make_executable) == {"python3.11"}
+    assert changed_images(source_copy, make_executable) == PYTHON_IMAGES
 
 
 def test_new_runtime_client_file_changes_the_tag(source_copy):
     def add(root):
         (root / "bootstrap/python/helper.py").write_text("x = 1\n")
 
-    assert changed_images(source_copy, add) == {"python3.11"}
+    assert changed_images(source_copy, add) == PYTHON_IMAGES
 
 
 def test_changed_language_dockerfile_changes_only_its_image(source_copy):
@@ -200,7 +227,7 @@ def test_changed_base_dockerfile_changes_base_and_every_runtime(source_copy):
         with open(root / "images/base/Dockerfile", "a") as f:
             f.write("# changed\n")
 
-    assert changed_images(source_copy, edit) == {"base", *images.RUNTIMES}
+    assert changed_images(source_copy, edit) == {"base", "base-trixie", *images.RUNTIMES}
 
 
 def test_changed_setup_script_changes_everything(source_copy):
@@ -208,7 +235,32 @@ def test_changed_setup_script_changes_everything(source_copy):
         with open(root / "images/base/setup.sh", "a") as f:
             f.write("# changed\n")
 
-    assert changed_images(source_copy, edit) == {"rootfs", "base", *images.RUNTIMES}
+    assert changed_images(source_copy, edit) == {"rootfs", "rootfs-trixie", "base", "base-trixie", *images.RUNTIMES}
+
+
+def test_changed_suite_script_changes_only_the_trixie_chain(source_copy):
+    # images/rootfs/suite.sh runs only in a suite other than bookworm: the
+    # bookworm rootfs (and every image on it) keeps its tag and its cache.
+    def edit(root):
+        with open(root / "images/rootfs/suite.sh", "a") as f:
+            f.write("# changed\n")
+
+    assert changed_images(source_copy, edit) == {"rootfs-trixie", "base-trixie", *TRIXIE_IMAGES}
+
+
+def test_a_new_node_wheel_pin_changes_only_that_node_image(source_copy, monkeypatch):
+    def bump(root):
+        monkeypatch.setitem(images.NODE_WHEELS, "nodejs22.x", "22.99.0")
+
+    assert changed_images(source_copy, bump) == {"nodejs22.x"}
+
+
+def test_the_node_client_reaches_every_node_image(source_copy):
+    def edit(root):
+        with open(root / "bootstrap/node/runtime.js", "a") as f:
+            f.write("\n// changed\n")
+
+    assert changed_images(source_copy, edit) == {"nodejs18.x", *NODE_WHEEL_IMAGES}
 
 
 def test_bytecode_and_editor_files_do_not_change_the_tag(source_copy):

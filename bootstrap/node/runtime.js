@@ -1,5 +1,5 @@
 /*
- * Node.js runtime client: the process that runs a nodejs18.x function inside its sandbox.
+ * Node.js runtime client: the process that runs a nodejs18.x, 20.x, 22.x or 24.x function inside its sandbox.
  *
  * Owns: loading the handler named by _HANDLER ("file.export", file relative to
  * LAMBDA_TASK_ROOT, .js / .cjs / .mjs), the GET next -> handler -> POST
@@ -500,7 +500,10 @@ async function loadModule(taskRoot, moduleRoot, moduleName) {
       if (!fs.existsSync(file)) {
         continue;
       }
-      if (extension === '.mjs') {
+      // As aws-lambda-ric: .mjs, and .js under a package.json saying
+      // "type": "module", are ES modules, loaded with import(); Node 22's
+      // require() of an ES module would work too, with an experimental warning.
+      if (extension === '.mjs' || (extension === '.js' && inModulePackage(file))) {
         return await import(pathToFileURL(file).href);
       }
       try {
@@ -524,10 +527,27 @@ async function loadModule(taskRoot, moduleRoot, moduleName) {
     if (err instanceof SyntaxError) {
       throw new UserCodeSyntaxError(err);
     }
-    if (err && err.code === 'MODULE_NOT_FOUND') {
+    if (err && (err.code === 'MODULE_NOT_FOUND' || err.code === 'ERR_MODULE_NOT_FOUND')) {
       throw new ImportModuleError(err);
     }
     throw err;
+  }
+}
+
+// Whether the nearest package.json above `file` (up to /) says "type": "module".
+function inModulePackage(file) {
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, 'utf8')).type === 'module';
+      } catch (err) {
+        return false; // Node itself refuses a broken package.json when it loads the file
+      }
+    }
+    if (dir === path.dirname(dir)) {
+      return false;
+    }
   }
 }
 
@@ -1103,6 +1123,13 @@ const CALLBACK_HANDLER_MESSAGE =
   'supported handler signature. For more information see ' +
   'https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.';
 
+// aws-lambda-ric 4.x (CALLBACK_ERROR_NODEJS24_ABOVE), docs/spec-additions.md §9.
+const CALLBACK_HANDLER_MESSAGE_NODE24 =
+  'ERROR: AWS Lambda has removed support for callback-based function handlers starting with Node.js 24. ' +
+  'You need to modify this function to use a supported handler signature to use Node.js 24 or later. ' +
+  'For more information see https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.';
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
 let firstEventArrived = false; // until then a crash is an init error
 
 function startConcurrentLoops(address) {
@@ -1257,9 +1284,15 @@ async function main() {
   try {
     handler = await loadHandler(taskRoot, process.env._HANDLER);
     handlerInfo = handlerMetadata(handler);
-    if (CONCURRENT && handler.length >= 3 && !handlerInfo.streaming) {
-      // aws-lambda-ric's errorOnDeprecatedCallback, for Managed Instances.
-      throw new CallbackHandlerDeprecated(CALLBACK_HANDLER_MESSAGE);
+    if (handler.length >= 3 && !handlerInfo.streaming) {
+      // aws-lambda-ric's errorOnDeprecatedCallback: Managed Instances, and
+      // nodejs24.x and later (by the handler's arity, async or not).
+      if (NODE_MAJOR >= 24) {
+        throw new CallbackHandlerDeprecated(CALLBACK_HANDLER_MESSAGE_NODE24);
+      }
+      if (CONCURRENT) {
+        throw new CallbackHandlerDeprecated(CALLBACK_HANDLER_MESSAGE);
+      }
     }
   } catch (error) {
     // The label AWS prints for a failed init, e.g. a missing module.

@@ -1,4 +1,4 @@
-"""Python runtime client: the process that runs a python3.11 function inside its sandbox.
+"""Python runtime client: the process that runs a python3.11 or python3.13 function inside its sandbox.
 
 Owns: loading the handler named by `_HANDLER` from `LAMBDA_TASK_ROOT`, the
 `GET next` -> handler -> `POST response | error` loop against

@@ -55,7 +55,7 @@ class UrlInvoker(Protocol):
     @property
     def stopping(self) -> bool: ...
     async def invoke(self, fn: FunctionConfig, payload: bytes, *, trace_id: str | None = None,
-                     streaming_caller: bool = False) -> tuple[Invocation, Outcome]: ...
+                     streaming_caller: bool = False, request_id: str | None = None) -> tuple[Invocation, Outcome]: ...
 
 
 def _error(status: int, error_type: str, message: str | None) -> Reply:
@@ -139,17 +139,21 @@ class FunctionUrls:
             return _error(503, ERR_SERVICE, "runtime-host is shutting down; no new invocations are accepted")
         body, size = await read_limited(request.content, MAX_SYNC_REQUEST_BYTES)
         trace_id = new_trace_id()
+        # The event's requestContext.requestId is the invocation's own id: the one in the
+        # function's context, its log lines and REPORT, the ledger and x-amzn-RequestId.
+        request_id = str(uuid.uuid4())
         payload = event_payload(HttpRequest(
             method=request.method, raw_path=raw_path, raw_query=request.query,
             headers=_as_sent(request), body=body, source_ip=request.remote, domain_name=domain,
-            url_id=url_id, port=self.port, request_id=str(uuid.uuid4()), trace_id=trace_id,
+            url_id=url_id, port=self.port, request_id=request_id, trace_id=trace_id,
             epoch_ms=int(time.time() * 1000)))
         if size > MAX_SYNC_REQUEST_BYTES or len(payload) > MAX_SYNC_REQUEST_BYTES:
             return _error(413, ERR_REQUEST_TOO_LARGE, f"Request must be smaller than {MAX_SYNC_REQUEST_BYTES} "
                           "bytes for the InvokeFunction operation (the event, body included)")
         streams = fn.url.streams
         try:
-            inv, outcome = await self.host.invoke(fn, payload, trace_id=trace_id, streaming_caller=streams)
+            inv, outcome = await self.host.invoke(fn, payload, trace_id=trace_id, streaming_caller=streams,
+                                                  request_id=request_id)
         except Throttled:
             return _error(429, ERR_TOO_MANY_REQUESTS, "Rate Exceeded.")
         except SandboxStartFailed as exc:

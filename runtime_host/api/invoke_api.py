@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 from urllib.parse import parse_qs, unquote
 
+from runtime_host.api.console.console import CONSOLE_PATH, Console
 from runtime_host.api.http_server import Reply, Request, start_server
+from runtime_host.api.metrics import METRICS_PATH, HostMetrics
 from runtime_host.api.runtime_api import read_limited
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Invocation, Outcome
@@ -58,6 +60,7 @@ class Invoker(Protocol):
     """What the Invoke API asks of the host (Host implements it)."""
     region: str
     functions: dict[str, FunctionConfig]
+    metrics: HostMetrics                     # GET /metrics (api/metrics.py)
 
     @property
     def stopping(self) -> bool: ...
@@ -210,6 +213,10 @@ Handler = Callable[[Request, str], Awaitable[Reply]]
 class InvokeApi:
     def __init__(self, host: Invoker):
         self.host = host
+        self.console = Console(host, self._configuration)    # the web console at /console (api/console/)
+        # CreateFunction, UpdateFunctionCode, DeleteFunction (imported here: it uses this module's shapes).
+        from runtime_host.api.function_admin import FunctionAdmin
+        self.admin = FunctionAdmin(self)
 
     async def start(self, address: str, port: int, *, idle_timeout_s: float = IDLE_TIMEOUT_S,
                     body_timeout_s: float = BODY_TIMEOUT_S):
@@ -221,8 +228,12 @@ class InvokeApi:
         """ROUTES: the whole Invoke API surface -> (method -> handler, function name)."""
         if path == HOST_SANDBOXES_PATH:            # not AWS: the host's own view, for `runtime-host ps`
             return {"GET": self.sandboxes}, ""
+        if path == METRICS_PATH:                   # not AWS: Prometheus scrapes here (api/metrics.py)
+            return {"GET": self.metrics}, ""
+        if path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/"):   # not AWS: the web console
+            return self.console.route(path)
         if path in (BASE, BASE + "/"):
-            return {"GET": self.list_functions}, ""
+            return {"GET": self.list_functions, "POST": self.admin.create_function}, ""
         if path.startswith(STREAM_BASE + "/"):
             name, _, action = path[len(STREAM_BASE) + 1:].partition("/")
             if name and action == STREAM_ACTION:
@@ -239,7 +250,8 @@ class InvokeApi:
         name, _, action = path[len(BASE) + 1:].partition("/")
         if action.startswith("aliases/") and len(action) > len("aliases/"):
             action = "aliases/*"                   # the handler reads the alias's name from the path
-        handlers = {"": {"GET": self.get_function}, "invocations": {"POST": self.invoke},
+        handlers = {"": {"GET": self.get_function, "DELETE": self.admin.delete_function},
+                    "invocations": {"POST": self.invoke}, "code": {"PUT": self.admin.update_function_code},
                     "configuration": {"GET": self.get_function_configuration},
                     "versions": {"GET": self.list_versions, "POST": self.publish_version},
                     "aliases": {"GET": self.list_aliases, "POST": self.create_alias},
@@ -261,6 +273,9 @@ class InvokeApi:
                              f"{request.method} is not allowed on {request.path}; use {allowed}",
                              headers={"Allow": allowed})
         return await handler(request, name)
+
+    async def metrics(self, request: Request, _: str) -> Reply:
+        return await self.host.metrics.reply()
 
     async def sandboxes(self, request: Request, _: str) -> Reply:
         return json_reply({"host": self.host.describe_host(), "sandboxes": self.host.describe_sandboxes()})
@@ -336,6 +351,7 @@ class InvokeApi:
             return aws_error(503, ERR_SERVICE, "runtime-host is shutting down; no new invocations are accepted",
                              kind="Service")
         if fn.reserved_concurrency == 0:
+            self.host.metrics.refused_at_once(fn.name, fn.version)   # no pool counts this one (api/metrics.py)
             return self._throttled(fn)
         if invocation_type == "DryRun":
             return Reply(204, b"", None, {H_AMZN_REQUEST_ID: str(uuid.uuid4())})

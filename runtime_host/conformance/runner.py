@@ -29,6 +29,7 @@ from runtime_host.core.config import LOG_FORMAT_JSON, FunctionConfig, LoggingCon
 from runtime_host.host import Host
 from runtime_host.core.invocation import Invocation, Outcome
 from runtime_host.core.protocol import INIT_TIMEOUT_S
+from runtime_host.core.runtimes import RUNTIMES
 from runtime_host.scheduler.sandbox import Sandbox
 from runtime_host.conformance.observer import ProtocolObserver
 from runtime_host.conformance.target import Target, UserEvent, sandbox_readable_dir
@@ -36,14 +37,18 @@ from runtime_host.conformance.target import Target, UserEvent, sandbox_readable_
 MISSING_HANDLER = "conformance_missing.handler"
 PROBE_HANDLER = "conformance_probe.handler"
 # Our python/node clients: a handler that tells what the context says about the deadline.
-PROBE_CODE = {
-    "python3.11": ("conformance_probe.py",
+PROBE_CODE = {      # by language (runtimes.py)
+    "python": ("conformance_probe.py",
                    "import time\n\n\ndef handler(event, context):\n"
                    "    return {'remaining_ms': context.get_remaining_time_in_millis(),\n"
                    "            'now_ms': int(time.time() * 1000)}\n"),
-    "nodejs18.x": ("conformance_probe.js",
-                   "exports.handler = async (event, context) => ({\n"
-                   "  remaining_ms: context.getRemainingTimeInMillis(),\n  now_ms: Date.now(),\n});\n"),
+    "nodejs": ("conformance_probe.js",
+               "exports.handler = async (event, context) => ({\n"
+               "  remaining_ms: context.getRemainingTimeInMillis(),\n  now_ms: Date.now(),\n});\n"),
+    "ruby": ("conformance_probe.rb",
+             "def handler(event:, context:)\n"
+             "  { remaining_ms: context.get_remaining_time_in_millis, now_ms: (Time.now.to_f * 1000).to_i }\n"
+             "end\n"),
 }
 BIG_EVENT_TIMEOUT_S = 60
 VARIANTS = ("first", "headers", "payloads", "errors", "bad-handler", "freeze", "sigterm", "sandbox", "events", "probe",
@@ -209,10 +214,11 @@ def make_variants(target: Target) -> tuple[dict[str, FunctionConfig], list[Path]
     variants, temp = {}, []
     for variant in VARIANTS:
         if variant == "probe":
-            if fn.runtime not in PROBE_CODE:
+            language = RUNTIMES[fn.runtime].language
+            if language not in PROBE_CODE:
                 continue
             folder = sandbox_readable_dir("rh-conformance-probe-")
-            filename, code = PROBE_CODE[fn.runtime]
+            filename, code = PROBE_CODE[language]
             (folder / filename).write_text(code)
             (folder / filename).chmod(0o644)
             temp.append(folder)

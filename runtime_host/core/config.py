@@ -13,26 +13,23 @@ import stat
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from runtime_host.core.async_invoke import (MAX_EVENT_AGE_S, MAX_RETRY_ATTEMPTS, AsyncConfig, AsyncConfigError,
                                            check_range, parse_destination)
 from runtime_host.core.http_events import AUTH_TYPE_IAM, AUTH_TYPES, INVOKE_MODES, UrlConfig
 from runtime_host.core.protocol import ACCOUNT_ID, LATEST
+from runtime_host.core.runtimes import RUNTIMES as RUNTIME_TABLE
+from runtime_host.core.runtimes import unknown_runtime_reason
 from runtime_host.core.schedules import INVALID_MESSAGE, Schedule, ScheduleError, parse_schedule
 
 CONFIG_FILE = "function.toml"
 
-# runtime -> (canonical Lambda identifier, image name). "image" has no image of ours.
-RUNTIMES = {
-    "python3.11": "python3.11",
-    "nodejs18.x": "nodejs18.x",
-    "provided": "provided.al2023",
-    "provided.al2023": "provided.al2023",
-    "image": "image",
-}
-IMAGE_OF_RUNTIME = {"python3.11": "python3.11", "nodejs18.x": "nodejs18.x",
-                    "provided": "provided", "provided.al2023": "provided"}
+# runtime -> canonical Lambda identifier, and -> our image ("image" has none).
+# The table itself is runtimes.py's.
+RUNTIMES = {name: runtime.lambda_id for name, runtime in RUNTIME_TABLE.items()}
+IMAGE_OF_RUNTIME = {name: runtime.image for name, runtime in RUNTIME_TABLE.items() if runtime.image}
 
 MEMORY_MB_RANGE = (128, 10240)
 MB_PER_VCPU = 1769
@@ -144,7 +141,11 @@ class FunctionConfig:
 
     @property
     def is_custom_runtime(self) -> bool:
-        return self.runtime in ("provided", "provided.al2023")
+        return RUNTIME_TABLE[self.runtime].language == "provided"
+
+    def deprecation(self, today: date) -> str | None:
+        """A warning naming Lambda's deprecation date, once its runtime is past it (None otherwise)."""
+        return RUNTIME_TABLE[self.runtime].deprecation(today)
 
     @property
     def vcpus(self) -> float:
@@ -341,7 +342,12 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return function_from_raw(raw, folder, path)
 
+
+def function_from_raw(raw: dict, folder: Path, path: Path | str) -> FunctionConfig:
+    """A function from function.toml's fields, read from a file or given by a
+    translation (core/sam.py); `path` names the source in errors, `folder` holds the code."""
     unknown = sorted(set(raw) - KNOWN_FIELDS)
     if unknown:
         raise _refuse(path, unknown[0], raw[unknown[0]], f"known fields are {', '.join(sorted(KNOWN_FIELDS))}")
@@ -352,12 +358,12 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
 
     runtime = raw.get("runtime")
     if runtime not in RUNTIMES:
-        raise _refuse(path, "runtime", runtime, f"expected one of {', '.join(RUNTIMES)}")
+        raise _refuse(path, "runtime", runtime, unknown_runtime_reason(runtime))
 
     handler = raw.get("handler", "")
     if not isinstance(handler, str):
         raise _refuse(path, "handler", handler, "expected a string such as 'app.handler'")
-    if runtime in ("python3.11", "nodejs18.x") and "." not in handler:
+    if RUNTIME_TABLE[runtime].managed and "." not in handler:
         raise _refuse(path, "handler", handler, "expected 'file.function' (e.g. 'app.handler') for this runtime")
 
     image = raw.get("image", "")
@@ -416,7 +422,7 @@ def load_function(folder: str | os.PathLike) -> FunctionConfig:
                       "build them into the image")
 
     bootstrap_at = "/var/task/bootstrap"
-    if runtime in ("provided", "provided.al2023"):
+    if RUNTIME_TABLE[runtime].language == "provided":
         bootstrap = folder / "bootstrap"
         if bootstrap.is_file():
             require_executable(bootstrap)

@@ -18,6 +18,8 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -34,6 +36,14 @@ log = logging.getLogger("runtime_host.scheduler.async_delivery")
 
 MAX_AT_ONCE = 64               # events being delivered at once (the rest wait in the queue)
 IDLE_LOOK_S = 5.0              # with nothing due, the queue is looked at again this often
+
+
+@dataclass
+class DeliveryCounts:
+    """Per function, since the host started (read by GET /metrics, api/metrics.py)."""
+    dropped: Counter = field(default_factory=Counter)               # given up on: retries or event age exhausted
+    dead_letter_errors: Counter = field(default_factory=Counter)    # on-failure records that could not be delivered
+    destination_failures: Counter = field(default_factory=Counter)  # any destination's record not delivered
 
 
 class AsyncDelivery:
@@ -53,6 +63,7 @@ class AsyncDelivery:
         self._stopping = False
         self.started_at = time.time()
         self.overrides: dict[str, tuple[AsyncConfig, float]] = {}   # PutFunctionEventInvokeConfig: (config, when)
+        self.counts = DeliveryCounts()
 
     async def start(self) -> None:
         waiting = await self.queue.open()
@@ -171,6 +182,7 @@ class AsyncDelivery:
         await self.queue.save(event)
         log.warning("event %s for %s dropped after %d attempt(s): %s", event.request_id, event.function,
                     event.attempts, error)
+        self.counts.dropped[event.function] += 1
         if fn is not None:
             await self._send(fn, self.config_of(fn).on_failure, event, outcome, condition)
 
@@ -189,12 +201,22 @@ class AsyncDelivery:
             if target is None:
                 log.error("destination function %s of %s is not served; the record of %s is lost",
                           destination.target, fn.name, event.request_id)
+                self._not_delivered(fn, condition)
                 return
             await self.accept(target, body)        # Lambda invokes a destination function asynchronously
         else:
             folder = Path(destination.target)
-            await asyncio.get_running_loop().run_in_executor(None, _write_record, folder, event.request_id,
-                                                             condition, body)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, _write_record, folder, event.request_id,
+                                                                 condition, body)
+            except OSError:
+                self._not_delivered(fn, condition)
+                raise                              # logged with its traceback by _finished
+
+    def _not_delivered(self, fn: FunctionConfig, condition: str) -> None:
+        self.counts.destination_failures[fn.name] += 1
+        if condition != SUCCESS:                   # the on-failure record: Lambda's dead-letter path
+            self.counts.dead_letter_errors[fn.name] += 1
 
     async def stop_taking(self) -> None:
         """No more events are started; those being delivered go on (the host drains them)."""

@@ -148,14 +148,16 @@ class ConcurrentSandbox(Sandbox):
         """Never: invocations here overlap, and output is not told apart by them."""
         return False
 
-    def on_output(self, data: bytes) -> None:
+    def _route_output(self, data: bytes) -> None:
         self.last_output_at = time.monotonic()
         running = [inv for inv in self.running.values() if inv.state is not InvocationState.PENDING]
         for inv in running:                 # each Tail shows what the sandbox printed while it ran
             inv.append_log(data)
         if not running and self.invocations_served == 0:
             keep_tail(self.init_log, data)
-        self.log_writer.write(self.function.name, data, source=self)    # whole lines, not cut by another's
+        # With one invocation running its lines are its; with several, none can be told apart.
+        self.log_writer.write(self.function.name, data, source=self,    # whole lines, not cut by another's
+                              stream=self.log_stream, request_id=running[0].request_id if len(running) == 1 else None)
         if self.telemetry.wants_logs:
             self.telemetry.function_output(data)
 

@@ -39,7 +39,8 @@ class LedgerWriter(Protocol):
 
 
 class LogWriter(Protocol):
-    def write(self, function: str, data: bytes) -> None: ...
+    def write(self, function: str, data: bytes, source: object | None = None, *,
+              stream: str | None = None, request_id: str | None = None) -> None: ...
 
 
 class Closable(Protocol):

@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 
 from runtime_host.backend.interface import (LABEL_FUNCTION, LABEL_SANDBOX, LABEL_VERSION, BackendError,
                                             ContainerSpec, ExitInfo)
@@ -61,6 +62,16 @@ INIT_ERROR_EXIT_WAIT_S = 0.5     # a runtime that posted init/error gets this lo
 PROVISIONED_INIT_TIMEOUT_S = 130.0
 
 
+@dataclass
+class PoolCounts:
+    """What happened to the pool since the host started, as plain counters
+    (read by GET /metrics, api/metrics.py): an integer addition is all the
+    invoke path pays for them."""
+    throttles: int = 0            # invocations refused: reserved concurrency reached
+    freezes: int = 0
+    thaws: int = 0
+
+
 class FunctionPool:
     def __init__(self, ctx: SchedulerContext, function: FunctionConfig):
         self.ctx = ctx
@@ -72,18 +83,23 @@ class FunctionPool:
         self._extension_names: list[str] | None = None
         self.code_generation = 0                  # bumped when the function's folder changes (code_reload.py)
         self.idle_ttl_s = function.idle_ttl_s or ctx.settings.idle_ttl_s
+        self.counts = PoolCounts()
 
     # --- invoking -----------------------------------------------------------
     async def invoke(self, inv: Invocation) -> Outcome:
         """Runs one invocation to its outcome (what the caller gets), recorded
         in the ledger before it is returned. The rest of the invocation
         (END/REPORT) finishes in the background; await `inv.reported` for it."""
-        if self.function.max_concurrency > 1:
-            sandbox = self._acquire_slot()         # raises Throttled
-            run = self._run_concurrent
-        else:
-            sandbox = await self._acquire()        # raises Throttled
-            run = self._run
+        try:
+            if self.function.max_concurrency > 1:
+                sandbox = self._acquire_slot()         # raises Throttled
+                run = self._run_concurrent
+            else:
+                sandbox = await self._acquire()        # raises Throttled
+                run = self._run
+        except Throttled:
+            self.counts.throttles += 1
+            raise
         self._report_when_finished(sandbox, inv)
         try:
             outcome = await run(sandbox, inv)
@@ -149,6 +165,7 @@ class FunctionPool:
                 raise SandboxStartFailed(str(exc)) from None
             inv.init_duration_ms = sandbox.init_duration_ms
         elif sandbox.state is SandboxState.FROZEN:
+            self.counts.thaws += 1
             await sandbox.thaw()
         if sandbox.state is not SandboxState.READY:   # it died while we waited for it
             inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, "the sandbox stopped before the event "
@@ -205,6 +222,7 @@ class FunctionPool:
                 if inv.cold:
                     inv.init_duration_ms = sandbox.init_duration_ms
             if sandbox.state is SandboxState.FROZEN:
+                self.counts.thaws += 1
                 await sandbox.thaw()
             if sandbox.state not in (SandboxState.READY, SandboxState.BUSY):
                 inv.fail(platform_error(inv.request_id, SANDBOX_FAILURE, "the sandbox stopped before the event "
@@ -368,7 +386,8 @@ class FunctionPool:
         fn = self.function
         image = fn.image if fn.is_image else self.ctx.images[IMAGE_OF_RUNTIME[fn.runtime]]
         env = sandbox_env(fn, region=self.ctx.settings.region, runtime_api=self.ctx.runtime_api_address,
-                          initialization_type=sandbox.initialization_type, version=fn.version)
+                          initialization_type=sandbox.initialization_type, version=fn.version,
+                          log_stream=sandbox.log_stream)
         return ContainerSpec(image=image, command=runtime_command(fn), env=env,
                              labels={LABEL_FUNCTION: fn.name, LABEL_VERSION: fn.version, LABEL_SANDBOX: sandbox.id},
                              memory_mb=fn.memory_mb, cpus=min(init_vcpus(fn.memory_mb), self.ctx.settings.cores),
@@ -392,7 +411,8 @@ class FunctionPool:
             sandbox.freeze_timer = asyncio.get_running_loop().call_later(
                 self.ctx.settings.freeze_grace_s, self._freeze, sandbox)
             return
-        sandbox.freeze()
+        if sandbox.freeze():
+            self.counts.freezes += 1
 
     # --- the end of an invocation --------------------------------------------
     def _on_deadline(self, sandbox: Sandbox, inv: Invocation) -> None:
@@ -402,7 +422,7 @@ class FunctionPool:
         if failed:
             line = logformat.timeout_lines(self.function.logging, inv.request_id, timeout_s)
             inv.append_log(line)
-            self.ctx.log_writer.write(self.function.name, line)
+            self.ctx.log_writer.write(self.function.name, line, stream=sandbox.log_stream, request_id=inv.request_id)
             if isinstance(sandbox, ConcurrentSandbox):
                 # Its other invocations go on: only this one's slot is given up
                 # (a late result for it is refused as an unknown request id).
@@ -447,7 +467,7 @@ class FunctionPool:
                                        error_type=failure.error_type if failure else None)
             if text:                          # a JSON function's system level may keep none of it
                 inv.append_log(text)
-                self.ctx.log_writer.write(fn.name, text)
+                self.ctx.log_writer.write(fn.name, text, stream=sandbox.log_stream, request_id=inv.request_id)
             inv.report = report
             if sandbox.telemetry.subscribers:
                 sandbox.telemetry.emit("platform.end", {"requestId": inv.request_id})   # Logs API only

@@ -27,8 +27,9 @@ import time
 from typing import Protocol
 
 from runtime_host.backend.interface import Container, ContainerBackend, ExitInfo
+from runtime_host.core.app_log_filter import app_log_filter
 from runtime_host.core import logformat
-from runtime_host.core.environment import ON_DEMAND
+from runtime_host.core.environment import ON_DEMAND, log_stream_name
 from runtime_host.core.exits import describe_exit, exit_error_type
 from runtime_host.core.extensions import INVOKE, invoke_event, registration_line
 from runtime_host.core.invocation import Outcome, keep_tail, platform_error
@@ -99,6 +100,8 @@ class Sandbox:
         self.log_writer = log_writer
         self.initialization_type = initialization_type
         self.code_generation = code_generation      # the pool's, when it started (code_reload.py)
+        self.app_filter = app_log_filter(function.logging.is_json, function.logging.application_level)
+        self.log_stream = log_stream_name(function.version)   # its AWS_LAMBDA_LOG_STREAM_NAME and its lines' stream
         self.life = SandboxLife()
         self.container: Container | None = None
         self.runtime_server = None                 # the Runtime API on its own loopback, if it has one (closable)
@@ -215,7 +218,7 @@ class Sandbox:
             line = logformat.start_lines(self.function.logging, inv.request_id, self.function.version)
             if line:                               # a JSON function's system level may drop it
                 inv.append_log(line)
-                self.log_writer.write(self.function.name, line)
+                self.log_writer.write(self.function.name, line, stream=self.log_stream, request_id=inv.request_id)
             self.telemetry.emit("platform.start", {"requestId": inv.request_id, "version": self.function.version})
         return inv
 
@@ -247,6 +250,10 @@ class Sandbox:
                       span("responseDuration", start_epoch + (answered - delivered), (ended - answered) * 1000)]})
 
     def _end_invocation(self, inv: Invocation) -> None:
+        if self.app_filter is not None:      # a last line with no newline is decided on as the invocation's
+            held = self.app_filter.flush()
+            if held:
+                self._route_output(held)
         inv.runtime_next()
         self.last_invocation, self.invocation = inv, None
         self.invocations_served += 1
@@ -296,17 +303,31 @@ class Sandbox:
         return later is not None and later is not inv and later.state is not InvocationState.PENDING
 
     def on_output(self, data: bytes) -> None:
+        """The runtime's output, as it comes (chunks, not lines)."""
+        if self.app_filter is not None:      # JSON format with an application level: lines below it go
+            data = self.app_filter.feed(data)
+            if not data:
+                self.last_output_at = time.monotonic()
+                return
+        self._route_output(data)
+
+    def _route_output(self, data: bytes) -> None:
+        """To the invocation it belongs to (its Tail), the function's log, telemetry."""
         now = time.monotonic()
         self.last_output_at = now
         inv = self.invocation
+        owner = None
         if inv is not None and inv.state is not InvocationState.PENDING:
-            inv.append_log(data)
+            owner = inv
         elif (self.last_invocation is not None and self.last_invocation.ended_at is not None
               and now - self.last_invocation.ended_at < LATE_OUTPUT_S):
-            self.last_invocation.append_log(data)
+            owner = self.last_invocation
         elif self.invocations_served == 0:
             keep_tail(self.init_log, data)          # only a cold start's Tail shows it
-        self.log_writer.write(self.function.name, data, source=self)    # whole lines, not cut by another's
+        if owner is not None:
+            owner.append_log(data)
+        self.log_writer.write(self.function.name, data, source=self,    # whole lines, not cut by another's
+                              stream=self.log_stream, request_id=owner.request_id if owner is not None else None)
         if self.telemetry.wants_logs:
             self.telemetry.function_output(data)
 
@@ -319,7 +340,10 @@ class Sandbox:
         inv = self.invocation
         if inv is not None and inv.state is not InvocationState.PENDING:
             inv.append_log(data)
-        self.log_writer.write(self.function.name, data, source=(self, name))   # its process's own lines
+        else:
+            inv = None
+        self.log_writer.write(self.function.name, data, source=(self, name),   # its process's own lines
+                              stream=self.log_stream, request_id=inv.request_id if inv is not None else None)
         if self.telemetry.wants_logs:
             self.telemetry.extension_output(name, data)
 
@@ -337,14 +361,14 @@ class Sandbox:
 
     def _extension_registered(self, ext: Extension) -> None:
         line = registration_line(ext.name, ext.events)
-        self.log_writer.write(self.function.name, line)
+        self.log_writer.write(self.function.name, line, stream=self.log_stream)
         keep_tail(self.init_log, line)
         self.telemetry.emit("platform.extension", {"name": ext.name, "state": "Ready", "events": sorted(ext.events)})
 
     def _subscribed(self, sub: Subscriber) -> None:
         types = sorted(sub.request.types)
         line = subscription_line(sub.name, types)
-        self.log_writer.write(self.function.name, line)
+        self.log_writer.write(self.function.name, line, stream=self.log_stream)
         event = "platform.telemetrySubscription" if sub.request.api == "telemetry" else "platform.logsSubscription"
         self.telemetry.emit(event, {"name": sub.name, "state": "Subscribed", "types": types})
 

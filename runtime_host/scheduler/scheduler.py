@@ -61,6 +61,23 @@ class Scheduler:
             log.info("code of %s changed: sandboxes from now on run the new code", name)
             pool.code_changed()
 
+    def add_function(self, fn: FunctionConfig) -> None:
+        """A function created while serving (CreateFunction): a fresh pool, and stems for its kind."""
+        self.functions[fn.name] = fn
+        self.pools[fn.name] = FunctionPool(self.ctx, fn)
+        if fn.provisioned_concurrency:
+            self.ctx.track(self.pools[fn.name].provision())
+        self.stems.fill_all()
+
+    def remove_function(self, name: str) -> None:
+        """DeleteFunction: no new invocations reach it; its sandboxes finish what they hold and go.
+        Its pools stay listed under another key, so the reaper and shutdown still see them."""
+        self.functions.pop(name, None)
+        for key in [k for k in self.pools if k == name or k.startswith(name + ":")]:
+            pool = self.pools.pop(key)
+            pool.code_changed()                  # idle sandboxes go now, busy ones once they answered
+            self.pools[f"{key}#deleted-{id(pool)}"] = pool
+
     async def start(self) -> None:
         """Exits heard, provisioned sandboxes initialized and frozen, stems stocked."""
         self.ctx.backend.watch_exits(self.ctx.registry.on_exit)

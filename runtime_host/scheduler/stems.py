@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Callable
 
 from runtime_host.backend.interface import LABEL_STEM, BackendError, Container, ContainerSpec, ExitInfo
 from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig, init_vcpus
-from runtime_host.core.environment import uses_exec_wrapper
+from runtime_host.core.environment import starts_its_own_interpreter
 from runtime_host.core.protocol import RUNTIME_API_PORT
+from runtime_host.core.runtimes import RUNTIMES
 from runtime_host.core.states import StemEvent, StemLife, StemState
 from runtime_host.scheduler.context import SchedulerContext
 
@@ -42,11 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runtime_host.stems")
 
 # The stem program each of our images carries.
-STEM_COMMAND = {
-    "python3.11": ["/usr/bin/python3", "-u", "/var/runtime/stem.py"],
-    "nodejs18.x": ["/usr/bin/node", "/var/runtime/stem.js"],
-    "provided": ["/var/runtime/stem"],
-}
+STEM_COMMAND = {runtime.image: list(runtime.stem) for runtime in RUNTIMES.values() if runtime.stem}
 
 # (image name, memory_mb, ephemeral_storage_mb, the layers' tree shown at /opt or None)
 StemKey = tuple[str, int, int, "Path | None"]
@@ -97,9 +94,10 @@ class StemCells:
         self._filling: set[StemKey] = set()
 
     def key_of(self, fn: FunctionConfig) -> StemKey | None:
-        # A wrapper script must start the runtime's interpreter itself: a stem
-        # has it running already, so such functions start their own container.
-        if self.per_key <= 0 or fn.is_image or uses_exec_wrapper(fn):
+        # A wrapper script must start the runtime's interpreter itself, and node
+        # reads NODE_OPTIONS only as it starts: a stem has its interpreter running
+        # already, so such functions start their own container.
+        if self.per_key <= 0 or fn.is_image or starts_its_own_interpreter(fn):
             return None
         # Layers are mounted when a stem is made, not linked at the cold start: a
         # layered function's stems are made for its layers (2 layers of 200 files
@@ -223,6 +221,14 @@ class StemCells:
 
     def ready_count(self) -> int:
         return sum(1 for group in self._stock.values() for s in group if s.state is StemState.READY)
+
+    def stock(self) -> dict[tuple[str, int], int]:
+        """READY stems by (image, memory size), for GET /metrics."""
+        counts: dict[tuple[str, int], int] = {}
+        for (image, memory_mb, _tmp_mb, _opt), group in self._stock.items():
+            n = sum(1 for s in group if s.state is StemState.READY)
+            counts[(image, memory_mb)] = counts.get((image, memory_mb), 0) + n
+        return counts
 
     # --- removal ----------------------------------------------------------------------
     def _discard(self, stem: Stem) -> None:

@@ -1,6 +1,8 @@
 """Function output kept: per-function log files and the host's terminal.
 
-Owns: the per-function log files under the state directory, the optional
+Owns: the per-function log files under the state directory (the plain
+<function>.log, and beside it the events file that keeps each line's time,
+log stream and request id, in store/log_streams.py's format), the optional
 echo to the host's own terminal, and keeping each line whole: output comes in
 chunks that need not end at a newline, and several sources (sandboxes, their
 extensions' processes) write to one function's file, so a source's unfinished
@@ -21,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, TextIO
+
+from runtime_host.store.log_streams import encode_lines, events_path
 
 PARTIAL_LINE_MAX_BYTES = 256 * 1024     # the most one source's unfinished line holds
 PARTIAL_LINE_MAX_WAIT_S = 0.5
@@ -34,6 +39,8 @@ class _Partial:
     """A source's line so far, with no newline yet."""
     function: str
     text: bytearray
+    stream: str | None = None
+    request_id: str | None = None
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -46,22 +53,27 @@ class LogSink:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo
         self._files: dict[str, object] = {}
+        self._event_files: dict[str, object] = {}
         self._partial: dict[Hashable, _Partial] = {}     # source -> its unfinished line
 
-    def write(self, function: str, data: bytes, source: Hashable | None = None) -> None:
+    def write(self, function: str, data: bytes, source: Hashable | None = None, *,
+              stream: str | None = None, request_id: str | None = None) -> None:
         """Appends data to the function's log. With a source (a sandbox, an
         extension's process), only whole lines are written; the rest of the
         chunk waits for the source's next one. Without one, data is written
-        as it is (platform lines, whole by construction)."""
+        as it is (platform lines, whole by construction). stream (the
+        sandbox's log stream) and request_id (the invocation, when known) go
+        with each line into the events file."""
         if source is not None:
             end = data.rfind(b"\n") + 1
             if end != len(data) or self._partial:      # the hot path: a chunk of whole lines, nothing held
-                data = self._whole_lines(function, source, data, end)
+                data = self._whole_lines(function, source, data, end, stream, request_id)
                 if not data:
                     return
-        self._append(function, data)
+        self._append(function, data, stream, request_id)
 
-    def _whole_lines(self, function: str, source: Hashable, data: bytes, end: int) -> bytes:
+    def _whole_lines(self, function: str, source: Hashable, data: bytes, end: int,
+                     stream: str | None, request_id: str | None) -> bytes:
         """What of data (and of the source's held line) can be written now;
         keeps the rest."""
         held = self._partial.get(source)
@@ -69,7 +81,7 @@ class LogSink:
             return data
         if end == 0:                                    # no newline: all of it waits
             if held is None:
-                held = self._partial[source] = _Partial(function, bytearray())
+                held = self._partial[source] = _Partial(function, bytearray(), stream, request_id)
                 held.timer = _call_later(PARTIAL_LINE_MAX_WAIT_S, self._close_partial, source, held)
             held.text += data
             if len(held.text) >= PARTIAL_LINE_MAX_BYTES:
@@ -80,7 +92,7 @@ class LogSink:
         if rest:
             if len(rest) >= PARTIAL_LINE_MAX_BYTES:
                 return lines + rest + b"\n"
-            held = self._partial[source] = _Partial(function, bytearray(rest))
+            held = self._partial[source] = _Partial(function, bytearray(rest), stream, request_id)
             held.timer = _call_later(PARTIAL_LINE_MAX_WAIT_S, self._close_partial, source, held)
         return lines
 
@@ -95,26 +107,32 @@ class LogSink:
 
     def _close_partial(self, source: Hashable, held: _Partial) -> None:
         if self._partial.get(source) is held:
-            self._append(held.function, self._take(source, held))
+            self._append(held.function, self._take(source, held), held.stream, held.request_id)
 
-    def _append(self, function: str, data: bytes) -> None:
+    def _append(self, function: str, data: bytes, stream: str | None = None, request_id: str | None = None) -> None:
         f = self._files.get(function)
         if f is None:
             # Unbuffered append: a line is on disk before the host could die.
             f = self._files[function] = open(self.log_dir / f"{function}.log", "ab", buffering=0)
+            self._event_files[function] = open(events_path(self.log_dir, function), "ab", buffering=0)
         f.write(data)
+        text = data.decode("utf-8", "replace")
+        # One write per chunk, whole lines: a reader never sees half of one
+        # (store/log_streams.py). A line no sandbox was named for keeps an
+        # empty stream rather than being lost.
+        self._event_files[function].write(encode_lines(time.time(), stream or "", request_id, text))
         if self.echo is not None:
-            text = data.decode("utf-8", "replace")
             for line in text.splitlines():
                 self.echo.write(f"{function} | {line}\n")
             self.echo.flush()
 
     def close(self) -> None:
         for source, held in list(self._partial.items()):
-            self._append(held.function, self._take(source, held))
-        for f in self._files.values():
+            self._append(held.function, self._take(source, held), held.stream, held.request_id)
+        for f in (*self._files.values(), *self._event_files.values()):
             f.close()
         self._files.clear()
+        self._event_files.clear()
 
 
 def _call_later(delay_s: float, callback, *args) -> asyncio.TimerHandle | None:

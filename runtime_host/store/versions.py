@@ -93,6 +93,11 @@ class VersionStore:
         staging.rename(target)                             # whole, or not at all
         return published, True
 
+    def delete_function(self, function: str) -> None:
+        """DeleteFunction: every version and alias of the function goes."""
+        self._aliases.pop(function, None)
+        shutil.rmtree(self._folder(function), ignore_errors=True)
+
     # --- aliases ------------------------------------------------------------------------
     def aliases(self, function: str) -> dict[str, Alias]:
         """A copy the caller may change and hand back to save_aliases."""

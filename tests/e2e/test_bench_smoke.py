@@ -59,6 +59,10 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
         assert ordered(figures["payload"][key])
     for key in ("normal_x1", "normal_x32", "full_x1", "full_x32"):
         assert figures["ledger"][key]["p50"] > 0 and figures["ledger"][key]["records_per_s"] > 0
+    metrics = figures["metrics"]
+    assert ordered(metrics["no_scraper"]) and ordered(metrics["scraper_1s"])
+    assert metrics["scrapes"] >= 1 and metrics["scrape_bytes"] > 0, "the scraper read /metrics in its turns"
+    assert metrics["observe_us"] > 0 and metrics["log_write"]["with_events_file_us"] > 0
     assert len(figures["targets"]) >= 4
     assert out.with_suffix(".png").stat().st_size > 10_000, "the chart was drawn"
     assert "Targets (ratios in this run)" in result.stdout

@@ -80,3 +80,14 @@ def test_a_text_function_keeps_start_end_report_and_shows_text_format(lambda_cli
     assert "START RequestId: " in tail and "END RequestId: " in tail and "REPORT RequestId: " in tail
     conf = lambda_client.get_function_configuration(FunctionName="hello-python")
     assert conf["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": "/aws/lambda/hello-python"}
+
+
+def test_a_print_line_is_info_and_below_the_warn_level_it_is_dropped(lambda_client, host):
+    """Lambda gives a line that is not JSON with a valid "level" the level
+    INFO, so at application_level WARN a print() reaches neither the Tail
+    nor the log (docs/spec-additions.md §4, core/app_log_filter.py)."""
+    request_id, lines = tail_of(lambda_client, "py-json-logs")
+    assert not any("printed line" in line for line in lines), lines
+    assert any("warn line for 7" in line for line in lines), lines
+    log = host.log_of("py-json-logs")
+    assert request_id in log and "printed line" not in log

@@ -33,14 +33,16 @@ class Invoker:
         self.events: list[dict] = []
         self.streaming_callers: list[bool] = []
 
-    async def invoke(self, fn, payload, *, trace_id=None, streaming_caller=False):
+    async def invoke(self, fn, payload, *, trace_id=None, streaming_caller=False, request_id=None):
         event = json.loads(payload)
         self.events.append(event)
         self.streaming_callers.append(streaming_caller)
         result = self.answer(event)
         if isinstance(result, Exception):
             raise result
-        return SimpleNamespace(request_id="req-42", failure=None), await result if asyncio.iscoroutine(result) else result
+        # The host gives the invocation the id the event carries (Host.invoke's request_id).
+        inv = SimpleNamespace(request_id=request_id or "req-42", failure=None)
+        return inv, await result if asyncio.iscoroutine(result) else result
 
 
 def ok(doc) -> Outcome:
@@ -87,8 +89,10 @@ async def test_the_host_name_picks_the_function_and_the_path_is_the_raw_path():
     async with urls(invoker) as (api, http):
         async with http.get("/a/b?x=1", headers=host_of("py-url", api)) as r:
             assert r.status == 200 and await r.text() == "hi"
-            assert r.headers["x-amzn-RequestId"] == "req-42"
+            request_id = r.headers["x-amzn-RequestId"]
     event = invoker.events[0]
+    # One id: the event's requestContext.requestId is the invocation's, the one the response carries.
+    assert event["requestContext"]["requestId"] == request_id and len(request_id) == 36
     assert event["rawPath"] == "/a/b" and event["rawQueryString"] == "x=1"
     assert event["requestContext"]["domainName"] == "py-url.lambda-url.localhost"
     assert event["requestContext"]["apiId"] == "py-url" and event["headers"]["x-forwarded-port"] == str(api.port)

