@@ -256,7 +256,7 @@ class _Translator:
             try:
                 value = self.resolve(raw_value, where)
             except TemplateError as exc:
-                self.warn(where, "an intrinsic function this host cannot resolve (there is no stack); "
+                self.warn(where, f"an intrinsic function this host cannot resolve (there is no stack: {exc}); "
                                  "the variable is not set")
                 continue
             if isinstance(value, dict):

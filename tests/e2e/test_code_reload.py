@@ -2,8 +2,6 @@
 next invocations answer with the new code (docs: README, Code reload)."""
 from __future__ import annotations
 
-import json
-import shutil
 import time
 
 from tests.conftest import client_for, invoke, start_host, stop_host

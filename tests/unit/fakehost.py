@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from runtime_host.api.invoke_api import InvokeApi
 from runtime_host.backend.fake import FakeBackend, FakeProcess
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.protocol import H_REQUEST_ID, LOOPBACK_RUNTIME_API
@@ -143,3 +144,18 @@ async def settle(host: Host, *, until=lambda: True, timeout_s: float = 2.0) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the condition did not hold in time")
         await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def invoke_api(*functions: FunctionConfig, timeouts: dict | None = None, **host_args):
+    """A fake-backend host (as fake_host) with its Invoke API on a free
+    loopback port, and an HTTP session to it: (host, session)."""
+    async with fake_host(*functions, **host_args) as host:
+        server = await InvokeApi(host).start("127.0.0.1", 0, **(timeouts or {}))
+        port = server.sockets[0].getsockname()[1]
+        host.invoke_api_port = port
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                yield host, http
+        finally:
+            server.close()

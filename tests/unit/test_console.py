@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from contextlib import asynccontextmanager
 
-import aiohttp
 import pytest
 
 from runtime_host.api.console import charts
 from runtime_host.api.console.console import billing_table, config_table, functions_table
 from runtime_host.api.console.html import Markup, esc, fill, json_for_script, tag
-from runtime_host.api.invoke_api import InvokeApi
 from runtime_host.store.ledger import Record
 from runtime_host.store.saved_events import MAX_EVENTS_PER_FUNCTION, SavedEventError, SavedEventNotFound, SavedEvents
-from tests.unit.fakehost import fake_host, function
+from tests.unit.fakehost import function, invoke_api as console
 
 ATTACK = "<script>alert('x')</script>\"&"
 ESCAPED = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&amp;"
@@ -144,18 +141,6 @@ def test_the_rendered_charts_carry_their_count_and_escape_nothing_they_were_not_
 
 
 # --- pages and streams over HTTP (a Host on the fake backend) ---------------------------
-@asynccontextmanager
-async def console(*functions):
-    async with fake_host(*functions) as host:
-        server = await InvokeApi(host).start("127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                yield host, http
-        finally:
-            server.close()
-
-
 async def test_the_console_lists_the_functions_with_a_policy_that_allows_only_its_own_files():
     async with console(function("fn", description=ATTACK)) as (_, http):
         async with http.get("/console") as r:

@@ -5,28 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from contextlib import asynccontextmanager
 
-import aiohttp
 
-from runtime_host.api.invoke_api import InvokeApi
 from runtime_host.core.states import SandboxState
-from tests.unit.fakehost import fake_host, function, settle
+from tests.unit.fakehost import function, settle, invoke_api
 
 BASE = "/2015-03-31/functions"
-
-
-@asynccontextmanager
-async def invoke_api(*functions, timeouts: dict | None = None, **host_args):
-    async with fake_host(*functions, **host_args) as host:
-        server = await InvokeApi(host).start("127.0.0.1", 0, **(timeouts or {}))
-        host.invoke_api_port = server.sockets[0].getsockname()[1]
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                yield host, http
-        finally:
-            server.close()
 
 
 async def test_get_function_reports_the_functions_own_architecture():

@@ -5,7 +5,6 @@ Jackson parser has ALLOW_NON_NUMERIC_NUMBERS off) with 400
 InvalidRequestContentException, before anything runs."""
 from __future__ import annotations
 
-import json
 
 import pytest
 

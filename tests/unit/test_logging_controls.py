@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from runtime_host.api.invoke_api import InvokeApi
 from runtime_host.core.config import ConfigError, LoggingConfig, load_function
 from runtime_host.core.environment import sandbox_env
-from tests.unit.fakehost import fake_host, function
+from tests.unit.fakehost import function, invoke_api
 
 PYTHON = 'runtime = "python3.11"\nhandler = "app.handler"\n'
 BASE = "/2015-03-31/functions"
-
-
-@asynccontextmanager
-async def invoke_api(fn):
-    """A host on the fake backend serving `fn`, and an HTTP session to its Invoke API."""
-    async with fake_host(fn) as host:
-        server = await InvokeApi(host).start("127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                yield host, http
-        finally:
-            server.close()
 
 
 def load(tmp_path: Path, toml: str):

@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import asynccontextmanager
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime_host.api.invoke_api import InvokeApi
-from tests.unit.fakehost import fake_host, function, settle
+from tests.unit.fakehost import function, settle, invoke_api as served
 
 BASE = "/2015-03-31/functions"
-
-
-@asynccontextmanager
-async def served(*functions, **host_args):
-    async with fake_host(*functions, **host_args) as host:
-        server = await InvokeApi(host).start("127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                yield host, http
-        finally:
-            server.close()
 
 
 async def scrape(http) -> dict[tuple[str, tuple], float]:

@@ -3,7 +3,6 @@ PublishVersion snapshots the code, a qualifier picks the version, a weighted
 alias splits the calls, and AWS's refusals for bad input."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from tests.unit.fakehost import function
