@@ -100,9 +100,11 @@ _SUCCESSOR = {
 
 # Lambda runtimes we know of but cannot build here, and why (the refusal says so).
 _NOT_BUILT = {
-    "python3.12": "no Debian suite reachable here packages Python 3.12 (bookworm has 3.11, trixie 3.13)",
-    "python3.14": "Python 3.14 is only in Debian testing (forky), which changes under a pinned image; not offered",
-    "ruby3.4": "Debian trixie packages Ruby 3.3 only",
+    "python3.12": "no Debian suite reachable here packages Python 3.12 (bookworm has 3.11, trixie 3.13, "
+                  "forky 3.13 to 3.15)",
+    "python3.14": "Python 3.14 is only in Debian testing (forky), which changes under a pinned image and whose "
+                  "Release file the mirror reachable here serves expired; not offered",
+    "ruby3.4": "no Debian suite reachable here packages Ruby 3.4 (trixie and forky have 3.3)",
     "ruby3.2": "Debian packages no Ruby 3.2 in a suite reachable here (bookworm 3.1, trixie 3.3)",
 }
 

@@ -8,6 +8,7 @@ handler and a file that does not parse give the error each language's AWS
 runtime gives. A deprecated runtime loads with a warning naming its date."""
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -92,9 +93,11 @@ def client(runtimes_host):
 @pytest.mark.parametrize("runtime", list(EXAMPLE_OF))
 def test_the_example_handler_answers_cold_then_warm(client, runtime):
     example, language = EXAMPLE_OF[runtime]
-    resp, first = invoke(client, fn_name("example", runtime), {"n": 1})
+    resp, first = invoke(client, fn_name("example", runtime), {"n": 1}, LogType="Tail")
     assert "FunctionError" not in resp, first
     assert first["message"] == f"hello from {language or 'shell'}" and first["event"] == {"n": 1}
+    # The handler's own log line, through the stem cell's output redirection.
+    assert f"hello-{language or 'shell'}: " in base64.b64decode(resp["LogResult"]).decode()
     if language is None:                       # hello-shell: a bash bootstrap, no counter
         return
     assert first["request_id"] == resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
