@@ -6,12 +6,14 @@ RH        := $(VENV)/bin/runtime-host
 FUNC      ?= examples/hello-python
 FUNCTIONS ?= examples
 EVENT     ?= {}
+# `make run` leaves a warm host for FUNC that ends after KEEP_WARM seconds without a run (0: none).
+KEEP_WARM ?= 300
 export EVENT EVENT_FILE
 
-.PHONY: help venv docker browser images run serve conformance test unit fuzz bench clean
+.PHONY: help venv docker browser images run serve conformance test unit fuzz load soak bench clean
 
 help:
-	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path]  run a function once"
+	@echo "make run FUNC=examples/hello-python [EVENT='{\"k\": \"v\"}' | EVENT_FILE=path] [KEEP_WARM=300]  run a function once (its sandbox kept warm for the next run)"
 	@echo "make serve [FUNCTIONS=examples]   serve every function folder on http://127.0.0.1:9000"
 	@echo "make conformance FUNC=path        check a function folder or a bootstrap against the Runtime API contract"
 	@echo "make test                         import contracts, then the whole suite, end to end on the real Docker engine"
@@ -19,6 +21,8 @@ help:
 	@echo "make bench                        benchmarks, as ratios to references measured in the same run"
 	@echo "make images                       build the runtime images (cached by content hash)"
 	@echo "make fuzz                         fuzz both APIs over real sockets for longer than the suite does (FUZZ_EXAMPLES=5000)"
+	@echo "make load                         20,000 mixed invocations from 16 callers, then check nothing was lost (LOAD_CALLS=...)"
+	@echo "make soak                         the same checks over one million invocations (SOAK_CALLS=...)"
 	@echo "make docker                       make sure a Docker engine runs (installs docker.io as root on Debian)"
 	@echo "make browser                      make sure chromium and chromedriver are installed, for the console's browser test"
 
@@ -39,7 +43,7 @@ images: venv docker
 	$(RH) images build
 
 run: venv docker
-	@$(RH) run $(FUNC) $(if $(EVENT_FILE),--event-file "$$EVENT_FILE",--event "$$EVENT")
+	@$(RH) run $(FUNC) --keep-warm $(KEEP_WARM) $(if $(EVENT_FILE),--event-file "$$EVENT_FILE",--event "$$EVENT")
 
 serve: venv docker
 	$(RH) serve --functions $(FUNCTIONS)
@@ -55,6 +59,17 @@ test: venv docker browser
 FUZZ_EXAMPLES ?= 5000
 fuzz: venv
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q tests/unit/test_fuzz_apis.py $(PYTEST_ARGS)
+
+# tests/load.py: nothing lost, duplicated or mixed up, host RSS within 10 % (RELIABILITY.md).
+LOAD_CALLS ?= 20000
+SOAK_CALLS ?= 1000000
+load: venv docker
+	$(RH) images build
+	$(VENV)/bin/python -m tests.load --calls $(LOAD_CALLS) --callers 16
+
+soak: venv docker
+	$(RH) images build
+	$(VENV)/bin/python -m tests.load --calls $(SOAK_CALLS) --callers 16
 
 unit: venv
 	$(VENV)/bin/lint-imports

@@ -19,10 +19,12 @@ import cold  # noqa: E402
 import extensions  # noqa: E402
 import ledger  # noqa: E402
 import metrics  # noqa: E402
+import oneshot  # noqa: E402
 import payload  # noqa: E402
 import rie  # noqa: E402
 import runtimes  # noqa: E402
 import scale  # noqa: E402
+import stop  # noqa: E402
 import stream  # noqa: E402
 import throughput  # noqa: E402
 import warm  # noqa: E402
@@ -30,7 +32,7 @@ from common import REPO, machine  # noqa: E402
 
 BENCHMARKS = {"warm": warm, "rie": rie, "cold": cold, "throughput": throughput, "scale": scale,
               "payload": payload, "ledger": ledger, "stream": stream, "extensions": extensions, "metrics": metrics,
-              "runtimes": runtimes}
+              "runtimes": runtimes, "oneshot": oneshot, "stop": stop}
 
 
 def run_one(name: str, smoke: bool) -> dict:
@@ -45,6 +47,10 @@ def run_one(name: str, smoke: bool) -> dict:
         return metrics.run(60, 10, smoke=True) if smoke else metrics.run()
     if name == "runtimes":
         return runtimes.run(3, 30, 5) if smoke else runtimes.run()
+    if name == "oneshot":
+        return oneshot.run(smoke=smoke)
+    if name == "stop":
+        return stop.run(smoke=smoke)
     return module.run(**({"n": 30, "warmup": 10} if smoke else {}))
 
 
@@ -193,11 +199,50 @@ def report(r: dict) -> list[str]:
         targets.append(extensions_report(r["extensions"]))
     if "metrics" in r:
         targets.append(metrics_report(r["metrics"]))
+    if "oneshot" in r:
+        targets.append(oneshot_report(r["oneshot"]))
+    if "stop" in r:
+        targets.append(stop_report(r["stop"]))
     if targets:
         print("\nTargets (ratios in this run):")
         for line in targets:
             print("  - " + line)
     return targets
+
+
+def stop_report(s: dict) -> str:
+    """Section 11; returns its target line."""
+    b = s["big"]
+    print("\n11. Stopping a host (SIGTERM to exit, every container removed)")
+    print(f"  holding {b['sandboxes']} sandboxes: {b['stop_s']:.1f} s; left: {b['containers_left']} containers, "
+          f"{b['networks_left']} networks; engine answers: {b['engine_answers']}")
+    r = s["rounds"]
+    print(f"  {len(r)} stops in a row, {r[0]['sandboxes']} sandboxes each: at most {s['rounds_max_stop_s']:.1f} s; "
+          f"all clean and the engine answering: {s['rounds_all_clean']}")
+    return (f"stop with {b['sandboxes']} sandboxes {b['stop_s']:.1f} s (target <= 10); {len(r)} stops in a row "
+            f"{'clean' if s['rounds_all_clean'] else 'NOT clean'}")
+
+
+def oneshot_report(o: dict) -> str:
+    """Section 10; returns its target line."""
+    if "skipped" in o:
+        print(f"\n10. One-shot run against `sam local invoke`: skipped ({o['skipped']})")
+        return f"one-shot run: not measured ({o['skipped']})"
+    print(f"\n10. One-shot run (s, wall time of the command): examples/hello-python, {o['sam']['n']} turns "
+          "of ours / SAM / ours one-off")
+    print(f"  {'':44} {'median':>9} {'min':>9} {'max':>9} {'/SAM':>10}")
+    sam = o["sam"]["median_s"]
+    for label, key in (("sam local invoke (cold every time)", "sam"),
+                       ("runtime-host run --keep-warm 300 (make run)", "ours"),
+                       ("runtime-host run --keep-warm 0 (one-off host)", "ours_one_off")):
+        s = o[key]
+        print(f"  {label:44} {s['median_s']:9.3f} {s['min_s']:9.3f} {s['max_s']:9.3f} {s['median_s'] / sam:9.2f}x")
+    f = o["ours_first_run"]
+    print(f"  {'first run, nothing running (starts the host)':44} {f['wall_s']:9.3f} {'':9} {'':9} "
+          f"{f['wall_s'] / sam:9.2f}x  Init Duration {f['init_duration_ms']} ms")
+    return (f"one-shot `make run` {o['ratio_ours_to_sam']:.2f}x `sam local invoke`'s median wall time "
+            f"(first run with nothing running {o['ratio_first_run_to_sam']:.2f}x, one-off host "
+            f"{o['ratio_one_off_to_sam']:.2f}x) (target <= 0.5)")
 
 
 def metrics_report(m: dict) -> str:

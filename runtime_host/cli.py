@@ -184,6 +184,23 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 # --- run -----------------------------------------------------------------------
+def _run_command(args: argparse.Namespace) -> int:
+    """`run`: through a warm host (warm_run.py) with --keep-warm, else a host of its own."""
+    from runtime_host import warm_run
+
+    if args.keep_warm > 0:
+        payload = _read_event(args)
+        try:
+            json.loads(payload or b"{}")
+        except ValueError as exc:
+            print(f"runtime-host: the event is not JSON ({exc}); pass e.g. EVENT='{{\"k\": \"v\"}}'", file=sys.stderr)
+            return EXIT_USAGE
+        return warm_run.run_warm(args.function, payload or b"{}", args.state_dir, args.keep_warm, args.region,
+                                 args.prices)
+    warm_run.stop_warm_hosts(Path(args.state_dir).resolve(), Path(args.function).resolve())
+    return run_on_uvloop(_run(args))
+
+
 async def _run(args: argparse.Namespace) -> int:
     from runtime_host.host import Host, HostError
 
@@ -445,7 +462,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_conformance(sub) -> None:
+    from runtime_host.conformance import cli as conformance_cli
+    p = sub.add_parser("conformance", help="check that a runtime follows the Runtime API and survives Lambda",
+                       description="Run every conformance scenario against a function folder (any runtime) or a "
+                                   "bare bootstrap, in real sandboxes, and print what was expected, what was seen "
+                                   "and how to fix a failure. Exit status 1 when a scenario fails.")
+    conformance_cli.add_arguments(p)
+    p.set_defaults(handler=conformance_cli.main)
+
+
+def build_parser(skip_conformance: bool = False) -> argparse.ArgumentParser:
+    """Every command's parser; skip_conformance leaves out the one whose module imports the whole
+    host (about a second on a busy 2-core machine: most of a warm `run`'s wall time)."""
     parser = argparse.ArgumentParser(
         prog="runtime-host",
         description="A local host for Lambda-style functions: the AWS Lambda Runtime API and Invoke API "
@@ -507,9 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the log (START, output, END, REPORT) and the response, and remove the sandbox. "
                                    "Exit status 1 when the function failed.")
     p.add_argument("function", help="the function folder (holding function.toml)")
+    p.add_argument("--keep-warm", type=float, default=0, metavar="SECONDS",
+                   help="serve the run from a host kept in the background for this many seconds after each run "
+                        "(started by the first run; the next runs find the sandbox warm, as a second invoke on "
+                        "Lambda does; `make run` passes 300). 0 (the default): a host for this run only, and a "
+                        "warm host of this folder is ended")
     event(p)
     common(p)
-    p.set_defaults(handler=lambda a: run_on_uvloop(_run(a)))
+    p.set_defaults(handler=_run_command)
 
     p = sub.add_parser("invoke", help="invoke a function on a running host (like 'aws lambda invoke')",
                        description="Invoke a function of a running 'runtime-host serve' and print the response; "
@@ -590,13 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_events)
 
-    from runtime_host.conformance import cli as conformance_cli
-    p = sub.add_parser("conformance", help="check that a runtime follows the Runtime API and survives Lambda",
-                       description="Run every conformance scenario against a function folder (any runtime) or a "
-                                   "bare bootstrap, in real sandboxes, and print what was expected, what was seen "
-                                   "and how to fix a failure. Exit status 1 when a scenario fails.")
-    conformance_cli.add_arguments(p)
-    p.set_defaults(handler=conformance_cli.main)
+    if not skip_conformance:
+        _add_conformance(sub)
 
     p = sub.add_parser("images", help="build the runtime images (from Debian packages, no registry)",
                        description="Build the base image and the per-runtime images from Debian packages. "
@@ -611,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="runtime-host: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(skip_conformance=argv[:1] == ["run"]).parse_args(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -157,6 +157,7 @@ class Host:
         self._runtime_server = await self.runtime_api.start(self.backend.runtime_api_address, self.runtime_api_port)
         port = self._runtime_server.sockets[0].getsockname()[1]
         self.ctx.runtime_api_address = f"{self.backend.runtime_api_address}:{port}"
+        await self.backend.confine(port)          # sandboxes reach this machine at that port only (firewall.py)
         self.ctx.listeners = self.runtime_api
         await self.scheduler.start()
         for fn in self.functions.values():
@@ -314,6 +315,10 @@ class Host:
         """Sends a signal to a sandbox's container (conformance: SIGTERM)."""
         if sandbox.container is not None:
             await self.backend.signal(sandbox.container, signal_name)
+
+    def code_changed(self, function_name: str) -> None:
+        """The function's code changed (warm_run.py sees it by fingerprint): its warm sandboxes retire."""
+        self.scheduler.code_changed(function_name)
 
     def log_path(self, function_name: str) -> Path:
         """The file every line of the function's output is appended to."""

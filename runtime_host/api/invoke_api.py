@@ -379,8 +379,12 @@ class InvokeApi:
         if call.invocation_type == "Event":
             # Committed to the durable queue before the 202 (scheduler/async_delivery.py);
             # the id is the one the function, its log and the ledger will show.
-            request_id = await self.host.invoke_async(call.fn, call.payload, qualifier=call.qualifier,
-                                                      trace_id=call.trace_id)
+            try:
+                request_id = await self.host.invoke_async(call.fn, call.payload, qualifier=call.qualifier,
+                                                          trace_id=call.trace_id)
+            except SandboxStartFailed as exc:       # StateDiskFull: not queued
+                return aws_error(500, ERR_SERVICE, f"Could not queue the event for {call.fn.name}: {exc}",
+                                 kind="Service")
             return Reply(202, b"", None, {H_AMZN_REQUEST_ID: request_id})
         inv, outcome = await self._run(call)
         if isinstance(outcome, Reply):

@@ -129,6 +129,9 @@ class MeteredLedger:
         self.metrics.observe(record)
         await self.ledger.record(record)
 
+    def refusal(self) -> str | None:
+        return self.ledger.refusal()
+
 
 class _Snapshot:
     """The figures at one moment: the recorded ones copied, the rest read

@@ -223,6 +223,9 @@ class FakeBackend:
             task.cancel()
         self._exited(container, ExitInfo(exit_code, oom))
 
+    async def confine(self, runtime_api_port: int) -> None:
+        self.confined_to = runtime_api_port       # nothing to enforce: fake containers share the host's loopback
+
     def set_cpus(self, container: Container, cpus: float) -> None:
         state: _Fake = container.backend_state
         self.calls.append((f"set_cpus {cpus:g}", container.name))

@@ -28,7 +28,7 @@ from runtime_host.core.async_invoke import (EVENT_AGE_EXCEEDED, RETRIES_EXHAUSTE
                                             to_stored)
 from runtime_host.core.config import FunctionConfig
 from runtime_host.core.invocation import Outcome
-from runtime_host.scheduler.context import SandboxStartFailed, Stopping, Throttled
+from runtime_host.scheduler.context import SandboxStartFailed, StateDiskFull, Stopping, Throttled
 from runtime_host.scheduler.invocation import LiveInvocation
 from runtime_host.store.event_queue import DONE, FAILED, QUEUED, EventQueue, QueuedEvent
 
@@ -98,11 +98,16 @@ class AsyncDelivery:
     # --- accepting ------------------------------------------------------------------
     async def accept(self, fn: FunctionConfig, payload: bytes, *, qualifier: str | None = None,
                      trace_id: str | None = None) -> str:
-        """Queues an event durably; returns its request id (the one the function will see)."""
+        """Queues an event durably; returns its request id (the one the function will see).
+        Raises StateDiskFull when it cannot be queued."""
         now = time.time()
         event = QueuedEvent(request_id=str(uuid.uuid4()), function=fn.name, payload=payload, qualifier=qualifier,
                             trace_id=trace_id, received_at=now, next_attempt_at=now)
-        await self.queue.put(event)
+        try:
+            await self.queue.put(event)
+        except OSError as exc:      # not queued: refused, never a 202 for an event that could be lost
+            raise StateDiskFull(f"the event could not be queued durably ({exc}); free space on the disk of "
+                                "the host's state directory") from None
         self._wake.set()
         return event.request_id
 

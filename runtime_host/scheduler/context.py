@@ -34,8 +34,17 @@ class SandboxStartFailed(Exception):
     """The container could not be created or started (a host-side problem)."""
 
 
+class StateDiskFull(SandboxStartFailed):
+    """The host cannot keep a new invocation's record (its state directory's
+    disk is full): refused before it runs. A SandboxStartFailed, so every
+    caller (Invoke API, function URLs, async delivery) treats it as a
+    host-side refusal: 500 ServiceException, or an event tried again later."""
+
+
 class LedgerWriter(Protocol):
     def record(self, record: Record) -> Awaitable[None]: ...
+
+    def refusal(self) -> str | None: ...
 
 
 class LogWriter(Protocol):

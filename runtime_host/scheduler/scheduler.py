@@ -18,7 +18,7 @@ from runtime_host.core.config import IMAGE_OF_RUNTIME, FunctionConfig
 from runtime_host.core.invocation import Outcome, platform_error
 from runtime_host.core.protocol import LATEST, SANDBOX_FAILURE
 from runtime_host.core.states import SandboxState
-from runtime_host.scheduler.context import SchedulerContext, Stopping
+from runtime_host.scheduler.context import SchedulerContext, StateDiskFull, Stopping
 from runtime_host.scheduler.invocation import LiveInvocation
 from runtime_host.scheduler.pool import FunctionPool
 from runtime_host.scheduler.sandbox import Sandbox
@@ -118,6 +118,9 @@ class Scheduler:
         """Runs one invocation to its outcome; raises Throttled, SandboxStartFailed or Stopping."""
         if self.ctx.stopping:
             raise Stopping("runtime-host is shutting down; no new invocations are accepted")
+        refusal = self.ctx.ledger.refusal() if self.ctx.ledger is not None else None
+        if refusal is not None:
+            raise StateDiskFull(refusal)
         return await self.pool_for(inv.function or self.functions[inv.function_name]).invoke(inv)
 
     def pool_for(self, fn: FunctionConfig) -> FunctionPool:

@@ -86,8 +86,11 @@ class EventQueue:
         return self._conn.execute("SELECT count(*) FROM events WHERE state = ?", (QUEUED,)).fetchone()[0]
 
     async def put(self, event: QueuedEvent) -> None:
-        """Returns once the event is committed."""
-        await self._run(self._put, event)
+        """Returns once the event is committed; raises OSError when it cannot be (disk full)."""
+        try:
+            await self._run(self._put, event)
+        except sqlite3.Error as exc:
+            raise OSError(f"the event queue {self.path} could not be written: {exc}") from None
 
     def _put(self, event: QueuedEvent) -> None:
         values = astuple_ordered(event)

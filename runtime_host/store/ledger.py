@@ -52,6 +52,11 @@ Durability:
   before the future is done (about 0.4 ms, p50, bench/ledger.py full_x1).
   A FULL host still replays a journal a NORMAL one left.
 
+A full disk: refusal() says, before an invocation runs, that it must not
+(under MIN_FREE_BYTES free on the state directory's disk), so that no
+invocation runs whose record might not be kept; the scheduler raises
+StateDiskFull, a 500 ServiceException naming the directory.
+
 Must not: compute what is billed (billing.py does) or read sandbox state.
 """
 from __future__ import annotations
@@ -80,6 +85,10 @@ CHECKPOINT_IDLE_S = 1.0      # the writer checkpoints the WAL (or retries a fail
 JOURNALED_COMMIT_DELAY_S = 0.1   # journaled records are already safe: the writer commits them this often
 SCHEMA_VERSION = 1
 OUTCOMES = ("success", "function_error", "timeout", "oom", "crash")
+# Below this much free space on the state directory's disk no new invocation
+# runs (refusal()): its record and its log lines might not get there. A record
+# is about 400 bytes; 1 MiB leaves room for those already running.
+MIN_FREE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -306,6 +315,22 @@ class Ledger:
                 return future
         self._queue.put((record, future, None))
         return future
+
+    def refusal(self) -> str | None:
+        """Why a new invocation must not run now, or None. The host asks
+        before each one (one statvfs, a few microseconds): an invocation that
+        ran but could not be recorded would be answered with an error after
+        the function had done its work, or, worse, not be billed."""
+        try:
+            stat = os.statvfs(self.state_dir)
+        except OSError as exc:
+            return f"cannot look at the state directory {self.state_dir} ({exc})"
+        free = stat.f_bavail * stat.f_frsize
+        if free < MIN_FREE_BYTES:
+            return (f"the disk of the host's state directory {self.state_dir} is full ({free:,} bytes free, "
+                    f"{MIN_FREE_BYTES:,} needed): no invocation runs until there is room for its billing "
+                    "record and its log; free space on that disk")
+        return None
 
     def _append(self, line: bytes) -> int:
         """Writes the line whole to the current segment; returns its seq."""

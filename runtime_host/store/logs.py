@@ -18,10 +18,16 @@ have ended: a sandbox's container gone, an extension's process exited), or
 when the sink closes. Lines without a source (START, END, REPORT...) are
 written at once: a last line a function leaves unfinished comes after its
 END (the sink cannot tell which sandbox a platform line is about).
+
+A write that fails (the disk full) loses those bytes, with one warning per
+run of failures (counted in lost_bytes); it never raises into the sandbox
+or invocation whose output it is (the ledger refuses new invocations while
+the disk is full).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +35,8 @@ from pathlib import Path
 from typing import Hashable, TextIO
 
 from runtime_host.store.log_streams import encode_lines, events_path
+
+log = logging.getLogger("runtime_host.store.logs")
 
 PARTIAL_LINE_MAX_BYTES = 256 * 1024     # the most one source's unfinished line holds
 PARTIAL_LINE_MAX_WAIT_S = 0.5
@@ -55,6 +63,8 @@ class LogSink:
         self._files: dict[str, object] = {}
         self._event_files: dict[str, object] = {}
         self._partial: dict[Hashable, _Partial] = {}     # source -> its unfinished line
+        self.lost_bytes = 0              # output that could not be written (disk full)
+        self._failing = False
 
     def write(self, function: str, data: bytes, source: Hashable | None = None, *,
               stream: str | None = None, request_id: str | None = None) -> None:
@@ -110,17 +120,32 @@ class LogSink:
             self._append(held.function, self._take(source, held), held.stream, held.request_id)
 
     def _append(self, function: str, data: bytes, stream: str | None = None, request_id: str | None = None) -> None:
-        f = self._files.get(function)
-        if f is None:
-            # Unbuffered append: a line is on disk before the host could die.
-            f = self._files[function] = open(self.log_dir / f"{function}.log", "ab", buffering=0)
-            self._event_files[function] = open(events_path(self.log_dir, function), "ab", buffering=0)
-        f.write(data)
         text = data.decode("utf-8", "replace")
-        # One write per chunk, whole lines: a reader never sees half of one
-        # (store/log_streams.py). A line no sandbox was named for keeps an
-        # empty stream rather than being lost.
-        self._event_files[function].write(encode_lines(time.time(), stream or "", request_id, text))
+        try:
+            f = self._files.get(function)
+            if f is None:
+                # Unbuffered append: a line is on disk before the host could die.
+                f = self._files[function] = open(self.log_dir / f"{function}.log", "ab", buffering=0)
+                self._event_files[function] = open(events_path(self.log_dir, function), "ab", buffering=0)
+            f.write(data)
+            # One write per chunk, whole lines: a reader never sees half of one
+            # (store/log_streams.py). A line no sandbox was named for keeps an
+            # empty stream rather than being lost.
+            self._event_files[function].write(encode_lines(time.time(), stream or "", request_id, text))
+        except OSError as exc:
+            # A full disk (or a log file that cannot be written) costs these lines,
+            # said once per run of failures; it must not fail the invocation whose
+            # output it is (the ledger refuses new invocations while the disk is full).
+            self.lost_bytes += len(data)
+            if not self._failing:
+                self._failing = True
+                log.warning("cannot write the log of %s under %s (%s); its output is lost until that works "
+                            "again: free space on that disk", function, self.log_dir, exc)
+        else:
+            if self._failing:
+                self._failing = False
+                log.warning("the logs under %s are written again (%d bytes of output were lost)",
+                            self.log_dir, self.lost_bytes)
         if self.echo is not None:
             for line in text.splitlines():
                 self.echo.write(f"{function} | {line}\n")

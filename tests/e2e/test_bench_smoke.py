@@ -66,3 +66,8 @@ def test_bench_smoke_produces_every_figure(docker_engine, tmp_path):
     assert len(figures["targets"]) >= 4
     assert out.with_suffix(".png").stat().st_size > 10_000, "the chart was drawn"
     assert "Targets (ratios in this run)" in result.stdout
+    stop = figures["stop"]                     # issue 17: a stop leaves nothing, and the engine answers after
+    assert stop["big"]["containers_left"] == 0 and stop["big"]["networks_left"] == 0 and stop["big"]["engine_answers"]
+    assert stop["rounds_all_clean"] and len(stop["rounds"]) == 2
+    oneshot = figures["oneshot"]               # skipped where SAM CLI is not installed (the bench extra has it)
+    assert "skipped" in oneshot or (oneshot["ratio_ours_to_sam"] > 0 and oneshot["ours"]["n"] == 2)

@@ -24,8 +24,10 @@ def containers_of_other_hosts(*known_pids: int) -> list[str]:
 
 
 def make_run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`make run` with a host for that run only (KEEP_WARM=0): these tests check a whole cold run and
+    that nothing is left (tests/e2e/test_warm_run.py tests the warm host `make run` keeps by default)."""
     venv = os.path.dirname(str(VENV_BIN))
-    return subprocess.run(["make", "--no-print-directory", "run", f"VENV={venv}", *args],
+    return subprocess.run(["make", "--no-print-directory", "run", f"VENV={venv}", "KEEP_WARM=0", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
 
 

@@ -1,6 +1,7 @@
-"""DockerEngine.end: containers stop one at a time (Docker 20.10's libnetwork
-deadlock, moby/libnetwork#2679: see end()). Pure logic: the blocking part is
-replaced by one that records how many ends overlap."""
+"""DockerEngine.end: containers of one network stop one at a time (Docker
+20.10's libnetwork deadlock, moby/libnetwork#2679: see end()); those of
+different networks side by side. Pure logic: the blocking part is replaced
+by one that records how many ends overlap."""
 from __future__ import annotations
 
 import asyncio
@@ -14,17 +15,21 @@ from runtime_host.backend.docker.engine import DockerEngine, ExitInfo
 def backend_recording_overlap() -> tuple[DockerEngine, dict]:
     backend = object.__new__(DockerEngine)          # no Docker engine: only end()'s ordering is under test
     backend._pool = ThreadPoolExecutor(max_workers=8)
-    backend._ending = asyncio.Lock()
-    seen = {"now": 0, "most": 0, "order": []}
+    backend._ending = {}
+    seen = {"now": 0, "most": 0, "order": [], "now_by_net": {}, "most_by_net": 0}
     lock = threading.Lock()
 
     def stop_now(container_id: str) -> None:
+        net = container_id.split("/")[0]          # "net/cN": the network it is on
         with lock:
             seen["now"] += 1
             seen["most"] = max(seen["most"], seen["now"])
+            seen["now_by_net"][net] = seen["now_by_net"].get(net, 0) + 1
+            seen["most_by_net"] = max(seen["most_by_net"], seen["now_by_net"][net])
         time.sleep(0.01)
         with lock:
             seen["now"] -= 1
+            seen["now_by_net"][net] -= 1
             seen["order"].append(container_id)
 
     backend._stop_now = stop_now
@@ -33,16 +38,29 @@ def backend_recording_overlap() -> tuple[DockerEngine, dict]:
     return backend, seen
 
 
-def test_ends_never_overlap_and_each_returns_its_exit():
+def test_ends_on_one_network_never_overlap_and_each_returns_its_exit():
     backend, seen = backend_recording_overlap()
 
     async def many() -> list:
-        return await asyncio.gather(*(backend.end(f"c{i}") for i in range(12)))
+        return await asyncio.gather(*(backend.end(f"n0/c{i}", "n0") for i in range(12)))
 
     infos = asyncio.run(many())
-    assert seen["most"] == 1, "two containers ended at the same time"
-    assert sorted(seen["order"]) == sorted(f"c{i}" for i in range(12))
+    assert seen["most"] == 1, "two containers of one network ended at the same time"
+    assert sorted(seen["order"]) == sorted(f"n0/c{i}" for i in range(12))
     assert all(info.exit_code == 137 for info in infos)
+    backend._pool.shutdown()
+
+
+def test_ends_on_different_networks_run_side_by_side():
+    backend, seen = backend_recording_overlap()
+
+    async def many() -> list:
+        return await asyncio.gather(*(backend.end(f"n{i % 4}/c{i}", f"n{i % 4}") for i in range(16)))
+
+    asyncio.run(many())
+    assert seen["most_by_net"] == 1, "two containers of one network ended at the same time"
+    assert seen["most"] > 1, "networks waited for each other"
+    assert len(seen["order"]) == 16
     backend._pool.shutdown()
 
 
@@ -55,14 +73,14 @@ def test_waiting_ends_do_not_hold_executor_threads():
     other_call_done = threading.Event()
 
     def stop_now(container_id: str) -> None:
-        if container_id == "c0":
+        if container_id == "n0/c0":
             assert other_call_done.wait(10), "the other call never ran"
         timed_stop(container_id)
 
     backend._stop_now = stop_now
 
     async def ends_and_another_call() -> None:
-        ends = [asyncio.ensure_future(backend.end(f"c{i}")) for i in range(20)]
+        ends = [asyncio.ensure_future(backend.end(f"n0/c{i}", "n0")) for i in range(20)]
         await asyncio.sleep(0.01)
         await asyncio.wait_for(backend.run(other_call_done.set), 5)
         await asyncio.gather(*ends)

@@ -2,10 +2,11 @@
 
 Owns: putting the interface's calls together from the engine (engine.py),
 the images (image_builder.py), the cgroups (cgroups.py), network namespaces
-(netns.py) and output channels (output.py); the sandbox network's addresses
+(netns.py) and output channels (output.py); the sandbox networks' addresses
 (the host chooses them, so a Runtime API call's source address names its
-container before it starts); the folders behind stem cells' /var/task and
-output FIFOs (and, through workdirs.py, those hosts no longer running left).
+container before it starts) and which network each sandbox joins (networks
+of 30, made as needed, so that ends run side by side: engine.end); the
+folders behind stem cells' /var/task and output FIFOs (and, through workdirs.py, those hosts no longer running left).
 Must not: know about functions, invocations or pools beyond a ContainerSpec.
 """
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import Callable
 
 import psutil
 
-from runtime_host.backend.docker import image_builder, workdirs
+from runtime_host.backend.docker import firewall, image_builder, workdirs
 from runtime_host.backend.docker.cgroups import ContainerCgroups, Freezer, cpu_seconds, set_cpu_quota
-from runtime_host.backend.docker.engine import (CFS_PERIOD_US, LABEL_PREFIX, MIN_CFS_QUOTA_US, DockerEngine, EngineSpec,
-                                                NetworkInfo, host_labels)
+from runtime_host.backend.docker.engine import (CFS_PERIOD_US, LABEL_PREFIX, MIN_CFS_QUOTA_US, SHARD_PREFIX, DockerEngine,
+                                                EngineSpec, NetworkInfo, host_labels)
 from runtime_host.backend.docker.netns import NetnsListeners
 from runtime_host.backend.docker.output import OutputFifo, read_container_output
 from runtime_host.backend.interface import (OUTPUT_CHANNEL_DIR, BackendError, Container, ContainerSpec,
@@ -50,6 +51,7 @@ class _Docker:
     paused: bool = False                     # frozen by the Engine's pause (no freezer cgroup)
     exited: bool = False                     # its exit event has come
     ended: bool = False
+    network: NetworkInfo | None = None       # the shard it is on
 
 
 def link_tree(source: Path, target: Path) -> None:
@@ -78,11 +80,14 @@ class DockerBackend:
         self._work_dir_lock: int | None = None  # flocked while this host lives (workdirs.py)
         self.labels = host_labels(host_id)
         self.engine: DockerEngine | None = None
-        self.network: NetworkInfo | None = None
+        self.network: NetworkInfo | None = None          # shard 0: its gateway is the Runtime API's address
+        self.shards: list[NetworkInfo] = []
+        self._shard_lock = asyncio.Lock()
         self.netns = NetnsListeners()
-        self._free_ips: list[str] = []
+        self._free_ips: dict[int, list[str]] = {}        # by shard
         self._containers: dict[str, Container] = {}     # by id, from create to end
         self._tasks: set[asyncio.Task] = set()
+        self._confined = False                   # firewall rules of ours in place (confine)
         self._warned: set[str] = set()
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -114,9 +119,45 @@ class DockerBackend:
         if folders:
             log.warning("removed %d folder(s) under %s left by a host that is no longer running",
                         len(folders), self.work_dir.parent)
+        try:
+            rules = await self.engine.run(firewall.remove_orphans, live)
+            if rules:
+                log.warning("removed %d firewall rule(s) left by a host that is no longer running", rules)
+        except firewall.FirewallError:
+            pass                                  # confine() says it, once
         self.network = await self.engine.run(self.engine.create_network, self.labels)
-        upper_half = list(self.network.subnet.subnets(prefixlen_diff=1))[1]
-        self._free_ips = [str(ip) for ip in upper_half.hosts()]   # pop() takes from the top
+        self._add_shard(self.network)
+
+    async def confine(self, runtime_api_port: int) -> None:
+        """Sandboxes reach this machine at the Runtime API's port only, and
+        nothing at 169.254.0.0/16 (firewall.py): the whole block, every shard."""
+        try:
+            await self.engine.run(firewall.confine, self.host_id, self.network.block, runtime_api_port)
+            self._confined = True
+        except firewall.FirewallError as exc:
+            self._warn_once("firewall", f"sandboxes are not kept from this machine's other ports and from "
+                            f"169.254.169.254: {exc} (the host needs root and iptables)")
+
+    def _add_shard(self, network: NetworkInfo) -> None:
+        self.shards.append(network)
+        upper_half = list(network.subnet.subnets(prefixlen_diff=1))[1]
+        self._free_ips[network.shard] = [str(ip) for ip in upper_half.hosts()]   # pop() takes from the top
+
+    async def _shard_with_room(self) -> NetworkInfo:
+        """The shard with the most free addresses; a new one when all are full.
+        Spreading sandboxes over networks is what lets them end side by side
+        (engine.end); the cold start that needs a new network waits for its
+        creation (one Docker call), one in 30."""
+        async with self._shard_lock:
+            best = max(self.shards, key=lambda n: len(self._free_ips[n.shard]))
+            if self._free_ips[best.shard]:
+                return best
+            index = len(self.shards)
+            if index >= 2 ** (SHARD_PREFIX - self.network.block.prefixlen):
+                raise BackendError("the sandbox network has no free address left")
+            shard = await self.engine.run(self.engine.create_shard, self.network, index, self.labels)
+            self._add_shard(shard)
+            return shard
 
     @property
     def runtime_api_address(self) -> str:
@@ -130,10 +171,15 @@ class DockerBackend:
         self.netns.close()
         if self.engine is not None:
             leftovers = await self.engine.run(self.engine.our_containers)
-            for c in leftovers:
-                await self.engine.end(c["Id"])
-            if self.network is not None:
-                await self.engine.run(self.engine.remove_network, self.network)
+            # Side by side across networks, one at a time within one (engine.end).
+            await asyncio.gather(*(self.engine.end(c["Id"], self.engine.network_of(c)) for c in leftovers))
+            for network in reversed(self.shards):
+                try:
+                    await self.engine.run(self.engine.remove_network, network)
+                except BackendError as exc:          # the others still go; the next host removes this one
+                    log.warning("%s", exc)
+            if self._confined:
+                await self.engine.run(firewall.release, self.host_id)
             self.engine.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
         if self._work_dir_lock is not None:
@@ -149,10 +195,9 @@ class DockerBackend:
 
     # --- one container ------------------------------------------------------------
     async def create(self, spec: ContainerSpec) -> Container:
-        if not self._free_ips:
-            raise BackendError("the sandbox network has no free address left")
-        ip = self._free_ips.pop()
-        container = Container(id="", address=ip, name=spec.name or "", backend_state=_Docker())
+        network = await self._shard_with_room()
+        ip = self._free_ips[network.shard].pop()
+        container = Container(id="", address=ip, name=spec.name or "", backend_state=_Docker(network=network))
         state: _Docker = container.backend_state
         code_dir, io_dir = spec.code_dir, None
         try:
@@ -172,7 +217,7 @@ class DockerBackend:
             engine_spec = EngineSpec(image=spec.image, command=spec.command, env=spec.env, labels=labels, ip=ip,
                                      memory_mb=spec.memory_mb, cpus=spec.cpus, tmp_mb=spec.tmp_mb,
                                      code_dir=code_dir, name=spec.name, io_dir=io_dir, opt_dir=spec.opt_dir)
-            container.id = await self.engine.run(self.engine.create_container, engine_spec, self.network)
+            container.id = await self.engine.run(self.engine.create_container, engine_spec, network)
             self._containers[container.id] = container
             sock = await self.engine.run(self.engine.attach_output, container.id)
             state.reader = asyncio.create_task(read_container_output(sock, container.output))
@@ -312,7 +357,7 @@ class DockerBackend:
         try:
             if container.id:
                 await self.thaw(container)        # a frozen process cannot die
-                info = await self.engine.end(container.id)
+                info = await self.engine.end(container.id, state.network.name if state.network else "")
         finally:
             await self._release(container)
         return info
@@ -326,7 +371,8 @@ class DockerBackend:
             shutil.rmtree(state.fifo.directory, ignore_errors=True)
         self._close_cgroups(state)
         self._containers.pop(container.id, None)
-        self._free_ips.insert(0, container.address)   # reuse addresses last: late packets hit nobody
+        if state.network is not None:                 # reuse addresses last: late packets hit nobody
+            self._free_ips[state.network.shard].insert(0, container.address)
         if state.task_dir is not None:            # a big code tree takes a while: not on the loop
             await asyncio.get_running_loop().run_in_executor(
                 None, functools.partial(shutil.rmtree, state.task_dir, ignore_errors=True))

@@ -43,11 +43,16 @@ NOFILE_LIMIT = 1024          # spec §4.2: file descriptors
 DEV_SHM_BYTES = 4096         # a read-only /dev/shm of one page (writes fail with EROFS)
 DOCKER_THREADS = 32          # parallel Docker calls (a burst of cold starts)
 END_WAIT_S = 10              # how long end() waits for a SIGKILLed container to stop
-END_PAUSE_S = 0.005          # between two containers' ends (see end())
+END_PAUSE_S = 0.005          # between two ends on one network (see end())
 EVENTS_RESUBSCRIBE_S = 0.5   # after the event stream breaks, before subscribing again
 CFS_PERIOD_US = 100_000
 MIN_CFS_QUOTA_US = 1_000     # the kernel's floor
 SUBNET_CANDIDATES = [f"172.{b}.{c}.0/20" for b in (28, 29, 30) for c in range(0, 256, 16)]
+# A host's /20 is cut into networks of this size (shards, made as sandboxes need them: 64 of 30
+# sandboxes each). Containers on one network end one at a time (end()); on different networks,
+# side by side.
+SHARD_PREFIX = 26
+LABEL_SHARD = LABEL_PREFIX + "shard"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class NetworkInfo:
     id: str
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
+    block: ipaddress.IPv4Network | None = None     # the host's /20, which holds every shard
+    shard: int = 0
 
 
 
@@ -118,6 +125,10 @@ class _Chunks(io.RawIOBase):
         return n
 
 
+class _Overlap(Exception):
+    """The engine refused a subnet: another network has it."""
+
+
 class DockerEngine:
     """docker-py's low-level client, in the calls the Docker backend makes (blocking: run them with `run`)."""
 
@@ -134,7 +145,7 @@ class DockerEngine:
         self._events = None
         self._events_thread: threading.Thread | None = None
         self._closing = False
-        self._ending = asyncio.Lock()                # see end()
+        self._ending: dict[str, asyncio.Lock] = {}   # one per network: see end()
 
     async def run(self, fn: Callable, *args):
         """fn(*args) on this engine's threads. An engine that does not answer
@@ -155,9 +166,11 @@ class DockerEngine:
 
     # --- network ------------------------------------------------------------
     def create_network(self, labels: dict[str, str]) -> NetworkInfo:
-        """A bridge network of this host's own, with a subnet we choose so that
-        sandboxes get addresses we know before they start (the Runtime API
-        tells sandboxes apart by their address). Inter-container traffic off."""
+        """A bridge network of this host's own (shard 0), with a subnet we
+        choose so that sandboxes get addresses we know before they start (the
+        Runtime API tells sandboxes apart by their address). Inter-container
+        traffic off. Its subnet is the first /26 of a free /20 (`block`),
+        whose other /26s are this host's further shards (create_shard)."""
         taken = []
         for net in self.api.networks():
             for cfg in (net.get("IPAM") or {}).get("Config") or []:
@@ -172,28 +185,56 @@ class DockerEngine:
             subnet = ipaddress.ip_network(candidate)
             if any(subnet.overlaps(t) for t in taken):
                 continue
-            gateway = next(subnet.hosts())
-            # Docker hands out addresses only from the lower half (containers a
-            # user attaches by hand); the host gives sandboxes the upper half.
-            lower_half = next(subnet.subnets(prefixlen_diff=1))
-            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
-                subnet=str(subnet), gateway=str(gateway), iprange=str(lower_half))])
             try:
-                net = self.api.create_network(name, driver="bridge", ipam=ipam, labels=labels,
-                                              options={"com.docker.network.bridge.enable_icc": "false"})
-            except docker.errors.APIError as exc:
-                if "overlap" in str(exc).lower():
-                    continue
-                raise BackendError(f"cannot create network {name}: {exc}") from None
-            return NetworkInfo(name=name, id=net["Id"], subnet=subnet, gateway=gateway)
+                return self._create_bridge(name, subnet, next(subnet.subnets(new_prefix=SHARD_PREFIX)), 0, labels)
+            except _Overlap:
+                continue
         raise BackendError("no free /20 subnet in 172.28-30.x.x for the sandbox network; remove unused "
                            "Docker networks ('docker network prune')")
 
-    def remove_network(self, network: NetworkInfo) -> None:
+    def create_shard(self, primary: NetworkInfo, index: int, labels: dict[str, str]) -> NetworkInfo:
+        """Shard `index` of the host's /20: a network like the first. Its
+        sandboxes reach the Runtime API at the first network's gateway all
+        the same: an address of the host's own, delivered locally (no
+        forwarding between bridges, which Docker's isolation rules drop)."""
+        subnet = list(primary.block.subnets(new_prefix=SHARD_PREFIX))[index]
         try:
-            self.api.remove_network(network.id)
-        except docker.errors.NotFound:
-            pass
+            return self._create_bridge(f"{primary.name}-{index}", primary.block, subnet, index, labels)
+        except _Overlap:
+            raise BackendError(f"cannot create network {primary.name}-{index}: {subnet} is taken") from None
+
+    def _create_bridge(self, name: str, block: ipaddress.IPv4Network, subnet: ipaddress.IPv4Network, index: int,
+                       labels: dict[str, str]) -> NetworkInfo:
+        gateway = next(subnet.hosts())
+        # Docker hands out addresses only from the lower half (containers a
+        # user attaches by hand); the host gives sandboxes the upper half.
+        lower_half = next(subnet.subnets(prefixlen_diff=1))
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(subnet), gateway=str(gateway), iprange=str(lower_half))])
+        try:
+            net = self.api.create_network(name, driver="bridge", ipam=ipam, labels={**labels, LABEL_SHARD: str(index)},
+                                          options={"com.docker.network.bridge.enable_icc": "false"})
+        except docker.errors.APIError as exc:
+            if "overlap" in str(exc).lower():
+                raise _Overlap() from None
+            raise BackendError(f"cannot create network {name}: {exc}") from None
+        return NetworkInfo(name=name, id=net["Id"], subnet=subnet, gateway=gateway, block=block, shard=index)
+
+    def remove_network(self, network: NetworkInfo, wait_s: float = 30) -> None:
+        """Removes it, waiting up to wait_s while a container whose removal
+        began elsewhere (an end cancelled at a stop, its thread still
+        running) still holds an endpoint on it."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.api.remove_network(network.id)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                    raise BackendError(f"cannot remove network {network.name}: {exc.explanation or exc}") from None
+                time.sleep(0.2)
 
     # --- containers ---------------------------------------------------------
     def create_container(self, spec: EngineSpec, network: NetworkInfo) -> str:
@@ -320,9 +361,9 @@ class DockerEngine:
         except docker.errors.APIError:
             pass   # not paused, or gone
 
-    async def end(self, container_id: str) -> ExitInfo | None:
-        """SIGKILL and wait until it has stopped, one container at a time;
-        then read how it ended and remove it. Docker 20.10's libnetwork
+    async def end(self, container_id: str, network: str = "") -> ExitInfo | None:
+        """SIGKILL and wait until it has stopped, one container of a network
+        at a time; then read how it ended and remove it. Docker 20.10's libnetwork
         (Debian's docker.io 20.10.24 here) can deadlock when one container's
         endpoint leaves its network (getSvcRecords: the network's lock, then
         the controller's) while the controller handles another's endpoint
@@ -330,10 +371,14 @@ class DockerEngine:
         fixed after 20.10.24. dockerd then never again answers a call that
         touches a network, `docker info` included, until it is restarted.
         Seen here once (2026-12-01), as a host stopped with 10 sandboxes
-        ending at once. An asyncio lock, not a thread lock: containers
+        ending at once. Both locks are of one network (getSvcRecords takes
+        the leaving endpoint's network; processEndpointDelete, the deleted
+        endpoint's): ends on different networks cannot close that circle, so
+        a lock per network, and the host spreads its sandboxes over networks
+        (create_shard). An asyncio lock, not a thread lock: containers
         waiting their turn must not hold the executor's threads that cold
         starts need."""
-        async with self._ending:
+        async with self._ending.setdefault(network, asyncio.Lock()):
             await self.run(self._stop_now, container_id)
         # Stopped, its network released: removing it touches no network, so
         # removals run side by side.
@@ -370,6 +415,11 @@ class DockerEngine:
 
     def our_containers(self) -> list[dict]:
         return self.api.containers(all=True, filters={"label": f"{LABEL_HOST}={self.host_id}"})
+
+    @staticmethod
+    def network_of(listed: dict) -> str:
+        """The network a container of our_containers() is on ("" if none)."""
+        return next(iter(((listed.get("NetworkSettings") or {}).get("Networks") or {})), "")
 
     # --- exits --------------------------------------------------------------
     def watch_exits(self, loop: asyncio.AbstractEventLoop,
