@@ -69,11 +69,17 @@ class RunningHost:
         path = self.state_dir / "logs" / f"{function}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def network(self) -> str:
+    def networks(self) -> list[str]:
+        """Every sandbox network of this host: its first, then the shards it
+        added as sandboxes filled the others (engine.create_shard), first first."""
         names = docker("network", "ls", "--format", "{{.Name}}", "--filter",
                        f"label=runtime-host.host-pid={self.pid}").split()
-        assert len(names) == 1, names
-        return names[0]
+        assert names, "the host has no sandbox network"
+        return sorted(names, key=lambda name: (len(name), name))
+
+    def network(self) -> str:
+        """The host's first sandbox network, whose gateway is the Runtime API's address."""
+        return self.networks()[0]
 
 
 @pytest.fixture(scope="session")

@@ -195,7 +195,7 @@ def test_unknown_path_is_an_aws_shaped_404_naming_what_is_served(host):
 def test_wrong_method_is_405_with_allow(host):
     status, headers, body = raw_post(host, "/2015-03-31/functions/hello-python", b"{}")
     assert status == 405
-    assert headers["Allow"] == "GET"
+    assert headers["Allow"] == "DELETE, GET"          # GetFunction, DeleteFunction (api/function_admin.py)
     assert "POST is not allowed" in json.loads(body)["message"]
 
 
