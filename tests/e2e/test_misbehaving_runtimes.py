@@ -21,14 +21,14 @@ def rid_of(resp) -> str:
     return resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
 
 
-def invoke_when_free(client, name: str, event) -> tuple[dict, object]:
+def invoke_when_free(client, name: str, event, **kwargs) -> tuple[dict, object]:
     """invoke, again while it is throttled: a one-sandbox function's bash runtime may take
     longer than the pool's 0.25 s wait for a returning sandbox (RETURNING_WAIT_S) to be
     back in GET next on a busy machine; each try is a whole invocation, none is lost."""
     deadline = time.monotonic() + 30
     while True:
         try:
-            return invoke(client, name, event)
+            return invoke(client, name, event, **kwargs)
         except client.exceptions.TooManyRequestsException:
             if time.monotonic() > deadline:
                 raise
@@ -67,7 +67,7 @@ def block_of(host, rid: str) -> str:
 def test_calling_next_twice_at_once_gives_both_the_next_event_and_it_is_answered_once(lambda_client, host):
     """As RAPID does (scheduler/sandbox.py, next_invocation): every pending GET next of a
     sandbox gets the next event; the runtime's answer ends it, a second would be refused."""
-    resp, body = invoke(lambda_client, SOLO, {"do": "next-twice"})
+    resp, body = invoke_when_free(lambda_client, SOLO, {"do": "next-twice"})
     assert body == "answered"
     resp, body = invoke_when_free(lambda_client, SOLO, {"do": "echo", "after": "next-twice"})
     assert body == {"do": "echo", "after": "next-twice"}
@@ -157,7 +157,7 @@ def test_a_runtime_ignoring_sigterm_does_not_stop_the_host_from_stopping_cleanly
     extra = start_host(functions_dir, tmp_path / "ignore-term")
     try:
         client = client_for(extra.endpoint)
-        resp, body = invoke(client, SOLO, {"do": "ignore-term"})
+        resp, body = invoke_when_free(client, SOLO, {"do": "ignore-term"})
         assert body == "ignoring SIGTERM"
     finally:
         stop_host(extra)
@@ -181,7 +181,7 @@ def test_100_mb_of_output_in_one_invocation_keeps_host_memory_bounded_and_goes_w
         client = client_for(extra.endpoint)
         invoke(client, SOLO, {"do": "echo"})
         before = rss_mb(extra.pid)
-        resp, body = invoke(client, SOLO, {"do": "flood"}, LogType="Tail")
+        resp, body = invoke_when_free(client, SOLO, {"do": "flood"}, LogType="Tail")
         after = rss_mb(extra.pid)
         assert body == "flooded"
         assert "FunctionError" not in resp
