@@ -137,6 +137,7 @@ class Console:
     def __init__(self, host: ConsoleHost, configuration: Callable[[FunctionConfig], Awaitable[dict]]):
         self.host = host
         self._configuration = configuration     # GetFunctionConfiguration's document (InvokeApi's, off the loop)
+        self._static: dict[str, bytes] = {}     # static files by name, read once
 
     @property
     def state_dir(self) -> Path:
@@ -208,8 +209,10 @@ class Console:
             return tag("p", f"cannot read the billing ledger: {exc}", class_="muted")
 
     async def static(self, request: Request, name: str) -> Reply:
-        data = await asyncio.to_thread(
-            lambda: resources.files("runtime_host.api.console").joinpath("static", name).read_bytes())
+        data = self._static.get(name)
+        if data is None:                    # package files do not change while the host runs: read once
+            data = self._static[name] = await asyncio.to_thread(
+                lambda: resources.files("runtime_host.api.console").joinpath("static", name).read_bytes())
         return Reply(200, data, STATIC_FILES[name], dict(SECURITY_HEADERS))
 
     # --- saved test events ----------------------------------------------------------
